@@ -1,0 +1,326 @@
+"""One config system: typed dataclasses, loaded from YAML, with dotted overrides.
+
+    cfg = load_config("configs/synthetic_cpu.yaml", ["model.depth=6", "train.steps=100"])
+
+Every field is checked against its annotation when the config is built: an
+unknown key, a wrong type or a value outside the allowed set or range fails at
+load time with a `ConfigError` that names the dotted field and what is allowed.
+Ranges live in the field's metadata: `field(default=1, metadata={"min": 1})`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config field is unknown, of the wrong type, or out of range."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, **extra: Any) -> dict:
+    meta = dict(extra)
+    if lo is not None:
+        meta["min"] = lo
+    if hi is not None:
+        meta["max"] = hi
+    return meta
+
+
+def positive(default: Any) -> Any:
+    """A field that must be >= 1 (counts) or > 0 (floats)."""
+    if isinstance(default, float):
+        return field(default=default, metadata={"gt": 0.0})
+    return field(default=default, metadata={"min": 1})
+
+
+def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
+    return field(default=default, metadata=_range(lo, hi))
+
+
+# --------------------------------------------------------------------------- core configs
+
+
+@dataclass
+class ModelConfig:
+    """The denoiser: a bidirectional transformer over a token grid of `shape`."""
+
+    vocab_size: int = positive(16)  # target vocabulary; the mask id is `vocab_size`
+    shape: list[int] = field(default_factory=lambda: [32])  # token grid, e.g. [H, W] or [T, J]
+    d_model: int = positive(256)
+    depth: int = positive(6)
+    heads: int = positive(4)
+    mlp_ratio: float = positive(4.0)
+    dropout: float = bounded(0.0, 0.0, 0.9)
+    positions: Literal["rotary", "axial"] = "rotary"  # 1-D rotary over the flat index, or per-axis
+    time_conditioning: bool = False
+    cond_vocab_size: int = bounded(0, 0)  # prefix condition tokens (0: none)
+    cond_len: int = bounded(0, 0)  # longest condition prefix of tokens
+    num_classes: int = bounded(0, 0)  # class conditioning (0: none); null class = num_classes
+    cond_embed_dim: int = bounded(0, 0)  # external embedding vectors projected into the prefix
+    continuous_dim: int = bounded(0, 0)  # continuous head (0: none)
+    body: Literal["ddm", "hf"] = "ddm"  # our transformer, or a `transformers` encoder
+    hf_config: dict = field(default_factory=dict)  # transformers config fields (body=hf)
+    hf_path: str = ""  # or a local folder holding a transformers encoder (body=hf)
+
+    def __post_init__(self) -> None:
+        if not self.shape or any(not isinstance(s, int) or s < 1 for s in self.shape):
+            raise ConfigError(f"model.shape: expected a list of positive ints, got {self.shape}")
+        if self.d_model % self.heads:
+            raise ConfigError(f"model.d_model: {self.d_model} is not divisible by model.heads={self.heads}")
+        head_dim = self.d_model // self.heads
+        axes = len(self.shape) if self.positions == "axial" else 1
+        if head_dim % (2 * axes):
+            raise ConfigError(
+                f"model.d_model: head size {head_dim} must be divisible by 2 x {axes} "
+                f"(rotary pairs per axis) for positions={self.positions!r}")
+        if self.cond_vocab_size and not self.cond_len:
+            raise ConfigError("model.cond_len: must be >= 1 when model.cond_vocab_size is set")
+
+    @property
+    def seq_len(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size
+
+
+@dataclass
+class DiffusionConfig:
+    """The forward (masking) process and the training objective."""
+
+    schedule: Literal["linear", "cosine", "loglinear", "polynomial"] = "loglinear"
+    power: float = positive(2.0)  # exponent of the polynomial schedule
+    weighting: Literal["elbo", "flat"] = "elbo"  # MDLM's ELBO weight, or MaskGIT's flat CE
+    antithetic: bool = True  # low-discrepancy time sampling
+    priority_strength: float = bounded(0.0, 0.0)  # per-token importance masking (0: off)
+    cond_dropout: float = bounded(0.0, 0.0, 1.0)  # drop the condition (classifier-free guidance)
+    continuous_loss: Literal["flow", "regression"] = "flow"
+    continuous_weight: float = bounded(1.0, 0.0)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = positive(1000)
+    batch_size: int = positive(64)  # per process and micro-batch
+    grad_accum: int = positive(1)
+    lr: float = positive(3e-4)
+    min_lr_ratio: float = bounded(0.1, 0.0, 1.0)  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = bounded(100, 0)
+    weight_decay: float = bounded(0.01, 0.0)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    grad_clip: float = bounded(1.0, 0.0)  # 0: no clipping
+    mixed_precision: Literal["no", "bf16"] = "no"
+    ema_decay: float = bounded(0.0, 0.0, 1.0)  # 0: no EMA
+    log_every: int = positive(50)
+    eval_every: int = bounded(0, 0)  # 0: no periodic evaluation
+    checkpoint_every: int = bounded(500, 0)  # 0: only at the end
+    keep_checkpoints: int = positive(2)
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass
+class SampleConfig:
+    """Decoding; `ddm.sampling` documents each part (`ddm.sampling.build_sampler` reads this)."""
+
+    steps: int = positive(64)  # step budget per sample (split over blocks); see `count` for clamping
+    order: Literal["random", "confidence", "margin", "entropy"] = "random"  # which masked tokens go first
+    temperature: float = bounded(1.0, 0.0)  # 0: greedy tokens
+    num_samples: int = positive(1000)
+    batch_size: int = positive(250)
+    seed: int = 0
+    # how many tokens per step: a deterministic count from `count_schedule`, MDLM's binomial
+    # (each masked token revealed with probability (alpha_s - alpha_t) / (1 - alpha_t)), or
+    # every token whose probability exceeds `threshold` (at least enough to finish in `steps`)
+    count: Literal["schedule", "ancestral", "threshold"] = "schedule"
+    count_schedule: Literal["linear", "cosine", "times"] = "linear"  # revealed fraction per step
+    times: list[float] = field(default_factory=list)  # count_schedule=times: model times 1 -> 0 (a learned schedule)
+    threshold: float = bounded(0.9, 0.0, 1.0)
+    top_k: int = bounded(0, 0)  # 0: off
+    top_p: float = bounded(1.0, 0.0, 1.0)  # 1: off; must be > 0
+    gumbel_temperature: float = bounded(0.0, 0.0)  # MaskGIT: Gumbel noise on the order scores, annealed to 0
+    remasking: Literal["none", "recheck", "cap", "rescale", "conf"] = "none"
+    remask_threshold: float = bounded(0.1, 0.0, 1.0)  # recheck: remask if the current probability < this
+    remask_drop: float = bounded(1.0, 0.0, 1.0)  # recheck: remask if it fell by more than this (1: off)
+    remask_eta: float = bounded(0.05, 0.0, 1.0)  # ReMDM cap / rescale: eta
+    remask_window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # progress range with remasking
+    guidance_scale: float = bounded(0.0, 0.0)  # classifier-free guidance w (0: conditional sampler)
+    block_size: int = bounded(0, 0)  # semi-autoregressive blocks of this many tokens (0: one block)
+    cache_prefix: bool = True  # encode the condition prefix once per sample
+    reuse_predictions: bool = True  # no model call when the tokens did not change since the last one
+
+    def __post_init__(self) -> None:
+        if not self.top_p > 0.0:
+            raise ConfigError(f"sample.top_p: {self.top_p!r} is out of range; expected > 0")
+        if self.count_schedule == "times":
+            t = self.times
+            if len(t) < 2 or t[0] != 1.0 or t[-1] != 0.0 or any(a <= b for a, b in zip(t, t[1:])):
+                raise ConfigError(f"sample.times: expected strictly decreasing times from 1.0 to 0.0 "
+                                  f"(count_schedule=times), got {t}")
+        w = self.remask_window
+        if len(w) != 2 or not 0.0 <= w[0] < w[1] <= 1.0:
+            raise ConfigError(f"sample.remask_window: expected [start, stop] with 0 <= start < stop <= 1, got {w}")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting int -> float and dict -> dataclass."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not allowed; expected {_type_name(tp)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _convert(option, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)[:1]
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `3e-3` (no dot) as a string; accept it as the number it spells.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported annotation {tp!r}")
+
+
+def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
+    meta = f.metadata
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{where}: {value!r} is out of range; expected >= {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{where}: {value!r} is out of range; expected <= {meta['max']}")
+    if "gt" in meta and not value > meta["gt"]:
+        raise ConfigError(f"{where}: {value!r} is out of range; expected > {meta['gt']}")
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking every key, type and range."""
+    prefix = f"{where}." if where else ""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown config key; allowed keys in "
+            f"{where or 'the top level'}: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, prefix + name)
+        if isinstance(kwargs[name], (int, float)) and not isinstance(kwargs[name], bool):
+            _check_range(fields[name], kwargs[name], prefix + name)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if where and not str(e).startswith(where):
+            raise ConfigError(f"{where}.{e}") from None
+        raise
+
+
+def to_dict(cfg: Any) -> Any:
+    """The plain-data form of a config (for YAML / JSON)."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` strings to a nested mapping; values are parsed as YAML."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected the form key.sub=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{key}: {p!r} is not a section")
+            node[p] = child = dict(child)
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: no such file")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return data

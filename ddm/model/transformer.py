@@ -1,0 +1,101 @@
+"""The denoiser: a bidirectional transformer over [condition prefix; target tokens].
+
+Attention layout: the prefix attends to itself only; the target attends to the prefix
+and to itself. So `encode_prefix` runs the prefix through every layer once and keeps
+its keys and values, and `forward` on the target reuses them: a sampler pays for the
+condition once per sample, not once per step, and the result is exactly the same as
+recomputing it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from ..hub import PretrainedModel
+from .condition import Condition, Prefix
+from .layers import Block, Rotary
+from .tokens import ConditionEmbedding, DenoiserOutput, Heads, TargetEmbedding, check_condition, check_inputs
+
+
+def target_coordinates(cfg: ModelConfig) -> Tensor:
+    """[N, A] coordinates of the target tokens: the flat index (rotary) or one per axis (axial)."""
+    n = cfg.seq_len
+    if cfg.positions == "rotary":
+        return torch.arange(n, dtype=torch.float32)[:, None]
+    grids = torch.meshgrid(*(torch.arange(s, dtype=torch.float32) for s in cfg.shape), indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=1)
+
+
+def prefix_coordinates(length: int, axes: int) -> Tensor:
+    """The prefix sits before the target on the first axis: coordinates -P .. -1."""
+    coords = torch.zeros(length, axes)
+    coords[:, 0] = torch.arange(-length, 0, dtype=torch.float32)
+    return coords
+
+
+class MaskedDiffusionTransformer(PretrainedModel):
+    config_class = ModelConfig
+    supports_prefix_cache = True
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        axes = len(config.shape) if config.positions == "axial" else 1
+        self.target_embedding = TargetEmbedding(config)
+        self.condition_embedding = ConditionEmbedding(config)
+        self.rotary = Rotary(config.d_model // config.heads, axes)
+        self.blocks = nn.ModuleList(Block(config.d_model, config.heads, config.mlp_ratio, config.dropout)
+                                    for _ in range(config.depth))
+        self.heads = Heads(config)
+        self.register_buffer("target_coords", target_coordinates(config), persistent=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() >= 2 and not name.startswith("heads.discrete"):
+                std = 0.02
+                if name.endswith(("proj.weight", "mlp.2.weight")):
+                    std /= math.sqrt(2 * self.config.depth)  # residual branches: keep the stream's scale
+                nn.init.normal_(p, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def encode_prefix(self, cond: Condition | None) -> Prefix | None:
+        """Run the condition through every layer once; its keys/values serve every step."""
+        if cond is None or cond.is_empty():
+            return None
+        check_condition(self.config, cond)
+        x, mask = self.condition_embedding(cond)
+        rope = self.rotary(prefix_coordinates(x.shape[1], self.target_coords.shape[1]).to(x.device))
+        keys, values = [], []
+        for block in self.blocks:
+            x, (k, v) = block(x, rope, key_mask=mask)
+            keys.append(k)
+            values.append(v)
+        return Prefix(keys, values, mask)
+
+    def forward(self, ids: Tensor, t: Tensor | None = None, cond: Condition | None = None,
+                prefix: Prefix | None = None, values: Tensor | None = None) -> DenoiserOutput:
+        """Predict the clean tokens (and continuous values) of every target position.
+
+        ids [B, N] with masked positions set to `config.mask_id`; t [B] in [0, 1] (used
+        when time-conditioned); either `cond` or its cached `prefix` (from
+        `encode_prefix`); values [B, N, C] noisy continuous inputs, if any.
+        """
+        check_inputs(self.config, ids, t, cond, values, prefix)
+        if prefix is None:
+            prefix = self.encode_prefix(cond)
+        x = self.target_embedding(ids, t, values)
+        rope = self.rotary(self.target_coords)
+        key_mask = None
+        if prefix is not None and prefix.mask is not None:
+            ones = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)
+            key_mask = torch.cat((prefix.mask, ones), dim=1)
+        for i, block in enumerate(self.blocks):
+            past = None if prefix is None else (prefix.keys[i], prefix.values[i])
+            x, _ = block(x, rope, past=past, key_mask=key_mask)
+        return self.heads(x)

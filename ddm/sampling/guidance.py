@@ -1,0 +1,45 @@
+"""Classifier-free guidance: conditional and unconditional predictions in one batched call.
+
+    log p_guided = log p_uncond + (1 + w) (log p_cond - log p_uncond)
+
+w = 0 is the plain conditional sampler (and makes no unconditional call at all); w > 0
+sharpens towards the condition. The unconditional rows use the model's learned null
+condition (`Condition.dropped()`), so the model must have been trained with condition
+dropout; the training code records that as `model.trained_cond_dropout`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..model import Condition
+
+
+class ClassifierFreeGuidance:
+    def __init__(self, scale: float):
+        if scale < 0:
+            raise ValueError(f"guidance_scale: must be >= 0, got {scale}")
+        self.scale = scale
+
+    @staticmethod
+    def check(model, cond: Condition | None) -> None:
+        if cond is None or cond.is_empty():
+            raise ValueError("guidance: classifier-free guidance needs a condition (cond=None)")
+        if not getattr(model, "trained_cond_dropout", 0.0) > 0:
+            raise ValueError("guidance: the model was not trained with condition dropout "
+                             "(model.trained_cond_dropout is 0 or unset), so it has no unconditional "
+                             "prediction to guide with; set guidance_scale=0 or train with diffusion.cond_dropout > 0")
+
+    @staticmethod
+    def rows(cond: Condition) -> Condition:
+        """The condition for the doubled batch: B conditional rows, then B null rows."""
+        return Condition.cat([cond, cond.dropped()])
+
+    def combine(self, logits: Tensor) -> Tensor:
+        """[2B, N, V] (conditional rows first) -> guided log-probabilities [B, N, V] (float32)."""
+        cond, uncond = logits.float().log_softmax(-1).chunk(2)
+        return uncond + (1.0 + self.scale) * (cond - uncond)
+
+    def __repr__(self) -> str:
+        return f"ClassifierFreeGuidance(scale={self.scale})"

@@ -1,0 +1,213 @@
+"""The one decoding loop. Every sampler in ddm is this loop with different parts.
+
+Each step, for the positions of the current block:
+  1. predict: one model call on the current tokens (or its reused output), with guidance;
+  2. posterior: optional measurement tilt of the logits, and anchoring of committed tokens;
+  3. filter: temperature / top-k / top-p, then draw a token (float64) for each masked position;
+  4. remask: committed tokens picked by the remasking rule become masked again;
+  5. reveal: the count rule says how many masked tokens to commit, the order says which.
+The model sees time t = schedule.inverse(revealed fraction of the tokens to generate), so a
+time-conditioned model gets the time at which its input is most typical.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..model import Condition
+from ..schedules import LogLinearSchedule, Schedule
+from .denoise import Denoise
+from .filters import draw_tokens, filter_logits
+from .guidance import ClassifierFreeGuidance
+from .orders import Order, top_k_positions
+from .posterior import Fixed, MeasurementGuidance, check_fixed
+from .remasking import Remasking
+from .schedules import CountRule, LinearSteps, ScheduleCount, StepSchedule
+from .state import SampleResult, SamplingState, StepInfo, Trace
+
+
+@dataclass
+class Sampler:
+    """The parts of a sampler; `build_sampler(SampleConfig)` makes one from names."""
+
+    steps: int = 64  # step budget per sample, split evenly over the blocks
+    order: Order = field(default_factory=Order)
+    count: CountRule = field(default_factory=ScheduleCount)
+    step_schedule: StepSchedule = field(default_factory=LinearSteps)
+    remasking: Remasking = field(default_factory=Remasking)
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    guidance_scale: float = 0.0
+    block_size: int = 0  # 0: the whole target is one block
+    cache_prefix: bool = True
+    reuse_predictions: bool = True
+    process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
+
+    def __post_init__(self) -> None:
+        checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
+                  ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+                  ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
+                  ("block_size", self.block_size >= 0, ">= 0 (0: one block)")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"sampler.{name}: {getattr(self, name)!r} is out of range; expected {allowed}")
+
+    def __call__(self, model, num_samples: int | None = None, **kwargs) -> SampleResult:
+        return sample(model, num_samples, sampler=self, **kwargs)
+
+
+@torch.no_grad()
+def sample(model, num_samples: int | None = None, *, sampler: Sampler | None = None,
+           cond: Condition | None = None, fixed: Fixed | tuple[Tensor, Tensor] | None = None,
+           measurement: MeasurementGuidance | None = None, generator: torch.Generator | None = None,
+           return_trace: bool = False) -> SampleResult:
+    """Decode a batch of fully masked targets (apart from `fixed`) into tokens.
+
+    The batch size is `num_samples`, or the rows of `cond` / `fixed` (a single row is
+    repeated). `generator` (default: a CPU generator seeded 0) drives every random draw, so
+    the same seed gives the same sample. Call `model.eval()` first if it has dropout.
+    """
+    sampler = sampler or Sampler()
+    cfg = model.config
+    vocab, n = cfg.vocab_size, cfg.seq_len
+    device = _device(model)
+    batch = _batch_size(num_samples, cond, fixed)
+    if cond is not None and not cond.is_empty() and cond.batch_size != batch:
+        cond = cond.repeat(batch)  # one condition for every sample
+    fixed = check_fixed(fixed, batch, n, vocab) if fixed is not None else None
+    guidance = None
+    if sampler.guidance_scale > 0:
+        ClassifierFreeGuidance.check(model, cond)
+        guidance = ClassifierFreeGuidance(sampler.guidance_scale)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+
+    state = SamplingState.start(batch, n, cfg.mask_id, device, *(fixed or (None, None)))
+    denoise = Denoise(model, cond, guidance, sampler.cache_prefix, sampler.reuse_predictions)
+    trace = Trace() if return_trace else None
+    step = 0
+    for lo, hi, steps in _plan(sampler, state.fixed):
+        active = torch.zeros(n, dtype=torch.bool, device=device)
+        active[lo:hi] = True
+        free = (~state.fixed & active).sum(1)
+        alphas = sampler.step_schedule.alphas(steps)
+        for i in range(steps):
+            candidates = state.masked & active
+            if not candidates.any():
+                break
+            committed = state.committed & active
+            info = StepInfo(i, steps, alphas[i], alphas[i + 1], free, candidates.sum(1), committed.sum(1))
+
+            t = sampler.process.inverse(state.visible_fraction().double()).float()
+            logits, continuous = denoise(state.ids, t)
+            remask = torch.zeros_like(candidates)
+            if measurement is not None:
+                logits, weight = measurement(logits, state.ids, state.masked)
+                if not info.final:
+                    remask = committed & (weight < measurement.anchor_threshold)
+
+            probs = filter_logits(logits, sampler.temperature, sampler.top_k, sampler.top_p).exp()
+            tokens = state.ids.clone()  # committed positions keep their token: token_p is its current probability
+            tokens[candidates] = draw_tokens(probs[candidates], generator, greedy=sampler.temperature == 0)
+            token_p = probs.gather(-1, tokens.clamp_max(vocab - 1)[..., None])[..., 0]
+
+            if sampler.remasking.active(info):
+                remask |= sampler.remasking(state, token_p, committed, info, generator)
+            scores = sampler.order.scores(probs, token_p, info, generator)
+            k = sampler.count(info, remask.sum(1), token_p, candidates, generator)
+            reveal = top_k_positions(scores, candidates, k)
+            state.remask(remask)
+            state.commit(reveal, tokens, token_p, step, continuous)
+
+            if trace is not None:
+                trace.ids.append(state.ids.clone())
+                trace.probs.append(probs.float())
+                trace.revealed.append(reveal)
+                trace.remasked.append(remask)
+                trace.times.append(t)
+            step += 1
+
+    if state.masked.any():  # the last step of every block reveals all its tokens
+        raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
+    if trace is not None:
+        trace.committed_at = state.committed_at
+    return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence)
+
+
+def sample_many(model, num_samples: int, batch_size: int, *, sampler: Sampler | None = None,
+                cond: Condition | None = None, fixed: Fixed | tuple[Tensor, Tensor] | None = None,
+                generator: torch.Generator | None = None, **kwargs) -> SampleResult:
+    """`sample` in batches of at most `batch_size` rows, one generator throughout.
+
+    `cond` / `fixed` hold one row for all samples or one row per sample. The NFE returned
+    is the largest of the batches' (they are equal unless the count rule is adaptive).
+    """
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    parts = []
+    for start in range(0, num_samples, batch_size):
+        rows = torch.arange(start, min(start + batch_size, num_samples))
+        c = cond if cond is None or cond.batch_size == 1 else cond.select(rows)
+        f = fixed if fixed is None or fixed[1].dim() == 1 or fixed[1].shape[0] == 1 else \
+            (fixed[0][rows], fixed[1][rows])
+        parts.append(sample(model, len(rows), sampler=sampler, cond=c, fixed=f, generator=generator, **kwargs))
+    continuous = None if parts[0].continuous is None else torch.cat([p.continuous for p in parts])
+    return SampleResult(torch.cat([p.ids for p in parts]), max(p.nfe for p in parts), None, continuous,
+                        torch.cat([p.confidence for p in parts]))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _device(model) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _batch_size(num_samples: int | None, cond: Condition | None, fixed) -> int:
+    rows = num_samples
+    if rows is not None and rows < 1:
+        raise ValueError(f"num_samples: must be >= 1, got {rows}")
+    given = [("cond", None if cond is None else cond.batch_size)]
+    if fixed is not None and isinstance(fixed, (tuple, list)) and len(fixed) == 2 and isinstance(fixed[1], Tensor):
+        given.append(("fixed", fixed[1].shape[0] if fixed[1].dim() == 2 else None))
+    for name, r in given:
+        if r is None or (r == 1 and rows is not None):
+            continue
+        if rows is None:
+            rows = r
+        elif r != rows:
+            raise ValueError(f"{name}: {r} rows, but the batch has {rows} (num_samples or the other inputs)")
+    if rows is None:
+        raise ValueError("sample: the batch size is unknown; pass num_samples, a condition or fixed tokens")
+    return rows
+
+
+def _plan(sampler: Sampler, fixed: Tensor) -> list[tuple[int, int, int]]:
+    """(start, stop, steps) per block: the budget split evenly, clamped where a rule cannot use it."""
+    n = fixed.shape[1]
+    size = sampler.block_size if 0 < sampler.block_size < n else n
+    bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    if sampler.steps < len(bounds):
+        raise ValueError(f"steps: {sampler.steps} steps cannot cover {len(bounds)} blocks "
+                         f"(block_size={sampler.block_size} over {n} tokens); every block needs a step")
+    plan, clamped = [], False
+    for b, (lo, hi) in enumerate(bounds):
+        steps = sampler.steps // len(bounds) + (b < sampler.steps % len(bounds))
+        tokens = int((~fixed[:, lo:hi]).sum(1).max())
+        usable = sampler.count.usable_steps(steps, tokens)
+        clamped |= usable < steps and tokens > 0
+        plan.append((lo, hi, usable))
+    if clamped:
+        warnings.warn(f"sampling: {sampler.steps} steps is more than the tokens to generate; count="
+                      f"{sampler.count.name!r} reveals at least one token per step, so it runs "
+                      f"{sum(p[2] for p in plan)} steps (count='ancestral' can spend more)", stacklevel=3)
+    return plan

@@ -1,0 +1,42 @@
+"""Two-process training for tests/test_trainer.py; run under `accelerate launch`.
+
+usage: ddp_train.py OUT_DIR
+Every process writes OUT_DIR/rank{i}.json: the dataset indices it read and a
+hash of its final weights (equal on all processes when gradients are all-reduced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_trainer import ToyData, make_trainer, toy_loss  # noqa: E402
+
+
+def main(out_dir: Path) -> None:
+    seen: list[int] = []
+
+    def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        seen.extend(batch["index"].tolist())
+        return toy_loss(model, batch, gen)
+
+    # 24 steps x 2 processes x 8 examples < 1024: no example is read twice.
+    trainer = make_trainer(out_dir, loss_fn, data=ToyData(1024), steps=24, lr=5e-2, log_every=1,
+                           checkpoint_every=12)
+    result = trainer.train()
+    digest = hashlib.sha256()
+    for value in trainer.model.state_dict().values():
+        digest.update(value.detach().cpu().numpy().tobytes())
+    acc = trainer.accelerator
+    report = {"rank": acc.process_index, "num_processes": acc.num_processes, "steps": result.step,
+              "seen": seen, "weights_sha256": digest.hexdigest()}
+    (out_dir / f"rank{acc.process_index}.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
