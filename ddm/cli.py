@@ -18,9 +18,10 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import torch
 import yaml
 
-from .config import ConfigError
+from .config import ConfigError, SampleConfig, TrainConfig, describe
 from .io import atomic_write_text
 from .task import ExperimentConfig, Task, build_task, experiment_dict, load_experiment
 
@@ -53,6 +54,7 @@ def cmd_train(args) -> int:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(experiment_dict(cfg), sort_keys=False))
+    torch.manual_seed(cfg.train.seed)  # the initial weights, like everything else, follow the seed
     model = task.build_model()
     # Recorded so that samplers can refuse guidance for a model never trained without its condition.
     model.trained_cond_dropout = cfg.diffusion.cond_dropout
@@ -68,7 +70,7 @@ def cmd_train(args) -> int:
     final = trainer.model
     if trainer.ema is not None:
         trainer.copy_ema_to(final)  # the EMA weights are the ones to sample from
-    final.save_pretrained(run_dir / MODEL_DIR, extra={"trained_cond_dropout": cfg.diffusion.cond_dropout})
+    final.save_pretrained(run_dir / MODEL_DIR)
     print(f"trained {result.step} steps, final loss {result.loss:.4f}; model saved to {run_dir / MODEL_DIR}")
     return 0
 
@@ -103,16 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
                "sample.order=confidence. Values are read as YAML (numbers, true/false, [lists]).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def verb(name: str, fn, help_text: str, model_arg: bool = False):
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    def verb(name: str, fn, help_text: str, model_arg: bool = False, fields: str = ""):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=fields,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", required=True, help="experiment YAML, e.g. configs/synthetic_cpu.yaml")
         if model_arg:
             p.add_argument("--model", help="pretrained folder to use instead of <run_dir>/model")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         p.set_defaults(fn=fn)
 
-    verb("train", cmd_train, "Train the task's model (resumes from the newest checkpoint in run_dir).")
-    verb("sample", cmd_sample, "Generate samples with the sampler named in the `sample` section.", True)
+    verb("train", cmd_train, "Train the task's model (resumes from the newest checkpoint in run_dir).",
+         fields="train fields (defaults):\n" + describe(TrainConfig, "train"))
+    verb("sample", cmd_sample, "Generate samples with the sampler named in the `sample` section.", True,
+         fields="sampler fields (defaults), e.g. sample.order=confidence sample.steps=8:\n"
+                + describe(SampleConfig, "sample"))
     verb("eval", cmd_eval, "Evaluate a trained model: likelihood, sample quality, speed.", True)
     verb("run", cmd_run, "The main job: train, then evaluate.")
     for ep in entry_points(group="ddm.commands"):

@@ -295,6 +295,16 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def describe(cls: type, section: str) -> str:
+    """One line per field of config dataclass `cls`: name, what it accepts, default (for --help)."""
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"  {section}.{f.name}={default!r}  ({_type_name(hints[f.name])})")
+    return "\n".join(lines)
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `a.b.c=value` strings to a nested mapping; values are parsed as YAML."""
     data = dict(data)

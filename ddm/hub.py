@@ -37,6 +37,9 @@ class PretrainedModel(torch.nn.Module):
     """
 
     config_class: type
+    # Facts about how the weights were trained that users of the model need (e.g. whether
+    # the condition was dropped, which guidance requires); saved with the weights.
+    training_attributes: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -46,14 +49,13 @@ class PretrainedModel(torch.nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json and model.safetensors into `directory`, atomically."""
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
             meta = {"class": type(self).__name__, "format_version": FORMAT_VERSION,
-                    "config": to_dict(self.config)}
-            if extra:
-                meta["extra"] = extra
+                    "config": to_dict(self.config),
+                    "training": {k: getattr(self, k) for k in self.training_attributes if hasattr(self, k)}}
             atomic_write_json(tmp / CONFIG_FILE, meta)
             save_model(self, str(tmp / WEIGHTS_FILE))  # save_model handles tied weights
         return directory
@@ -80,6 +82,9 @@ class PretrainedModel(torch.nn.Module):
                                  f"differing fields: {'; '.join(diff)}")
         model = target(config)
         load_weights(model, directory / WEIGHTS_FILE, map_location)
+        for key, value in meta.get("training", {}).items():
+            if key in target.training_attributes:
+                setattr(model, key, value)
         return model
 
 

@@ -77,3 +77,10 @@ def test_failed_save_leaves_the_old_folder(tmp_path, monkeypatch):
         m.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_training_facts_travel_with_the_weights(tmp_path):
+    m = trained_like()
+    m.trained_cond_dropout = 0.1
+    m.save_pretrained(tmp_path / "m")
+    assert load_pretrained(tmp_path / "m").trained_cond_dropout == 0.1

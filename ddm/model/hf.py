@@ -98,6 +98,7 @@ class HFDenoiser(PretrainedModel):
     """A `transformers` encoder behind the interface of `MaskedDiffusionTransformer`."""
 
     config_class = ModelConfig
+    training_attributes = ("trained_cond_dropout",)  # read by classifier-free guidance
     supports_prefix_cache = False
 
     def __init__(self, config: ModelConfig):

@@ -39,6 +39,7 @@ def prefix_coordinates(length: int, axes: int) -> Tensor:
 
 class MaskedDiffusionTransformer(PretrainedModel):
     config_class = ModelConfig
+    training_attributes = ("trained_cond_dropout",)  # read by classifier-free guidance
     supports_prefix_cache = True
 
     def __init__(self, config: ModelConfig):

@@ -27,9 +27,9 @@ class EMA:
         self.shadow = {name: p.detach().float().clone() for name, p in _trainable(model).items()}
 
     def decay_at(self, step: int) -> float:
-        """Warm-up: (1 + step) / (10 + step) while smaller than `decay`, so the average does
-        not drag the random initial weights through a short run."""
-        return min(self.decay, (1.0 + step) / (10.0 + step))
+        """Warm-up: while 1 - 1/(step + 1) < decay the shadow is the plain mean of all weights
+        so far, so the random initial weights do not linger through a short run."""
+        return min(self.decay, 1.0 - 1.0 / (step + 1.0))
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
