@@ -67,6 +67,8 @@ def cmd_train(args) -> int:
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint saved. Run the same command again to resume.")
         return 130
+    if not trainer.is_main:  # under `accelerate launch` one process writes the model
+        return 0
     final = trainer.model
     if trainer.ema is not None:
         trainer.copy_ema_to(final)  # the EMA weights are the ones to sample from

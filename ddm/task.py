@@ -17,15 +17,20 @@ An experiment config is one YAML file:
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, apply_overrides,
                      from_dict, read_yaml, to_dict)
+from .io import atomic_directory
+from .sampling import build_sampler, sample_many
+from .schedules import get_schedule
 
 
 @dataclass
@@ -82,14 +87,8 @@ class Task:
         """Draw `sample.num_samples` samples with the configured sampler.
 
         Returns (SampleResult, condition, seconds)."""
-        import dataclasses as dc
-        import time
-
-        from .sampling import build_sampler, sample_many
-        from .schedules import get_schedule
-
         cfg = self.config
-        sample_cfg = dc.replace(cfg.sample, **sampler_overrides)
+        sample_cfg = dataclasses.replace(cfg.sample, **sampler_overrides)
         sampler = build_sampler(sample_cfg, process=get_schedule(cfg.diffusion.schedule, cfg.diffusion.power))
         cond = self.sample_conditions(sample_cfg.num_samples)
         model.eval()
@@ -100,10 +99,6 @@ class Task:
 
     def sample(self, model: torch.nn.Module, run_dir: Path) -> dict[str, float]:
         """`ddm sample`: generate, save the ids to run_dir/samples.safetensors, describe them."""
-        from safetensors.torch import save_file
-
-        from .io import atomic_directory
-
         result, cond, seconds = self.generate(model)
         with atomic_directory(Path(run_dir) / "samples") as tmp:
             save_file({"ids": result.ids.contiguous()}, str(tmp / "samples.safetensors"))
