@@ -98,7 +98,7 @@ class Task:
         return result, cond, time.perf_counter() - start
 
     def sample(self, model: torch.nn.Module, run_dir: Path) -> dict[str, float]:
-        """`ddm sample`: generate, save the ids to run_dir/samples.safetensors, describe them."""
+        """`ddm sample`: generate, save the ids to run_dir/samples/samples.safetensors, describe them."""
         result, cond, seconds = self.generate(model)
         with atomic_directory(Path(run_dir) / "samples") as tmp:
             save_file({"ids": result.ids.contiguous()}, str(tmp / "samples.safetensors"))

@@ -120,7 +120,7 @@ def test_every_sampler_unmasks_keeps_fixed_and_counts_nfe(model, order, remaskin
     assert ((result.ids >= 0) & (result.ids < V)).all()  # never the mask id
     assert torch.equal(result.ids[fixed.mask], fixed.ids[fixed.mask])
     assert result.nfe == counted.rows // B == counted.calls
-    assert 1 <= result.nfe <= 6
+    assert result.nfe in range(1, 7)  # at least one call, at most the 6-step budget
     again = build_sampler(cfg)(model, B, fixed=fixed, generator=gen(1))
     assert torch.equal(result.ids, again.ids)  # same seed, same sample
 
