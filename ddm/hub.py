@@ -58,7 +58,14 @@ class PretrainedModel(torch.nn.Module):
                     "training": {k: getattr(self, k) for k in self.training_attributes if hasattr(self, k)}}
             atomic_write_json(tmp / CONFIG_FILE, meta)
             save_model(self, str(tmp / WEIGHTS_FILE))  # save_model handles tied weights
+            self.save_files(tmp)
         return directory
+
+    def save_files(self, directory: Path) -> None:
+        """Write files other than weights (e.g. a text tokenizer's model); called inside the atomic folder."""
+
+    def load_files(self, directory: Path) -> None:
+        """Read what `save_files` wrote; called after the weights are loaded."""
 
     @classmethod
     def from_pretrained(cls: type[T], directory: str | os.PathLike, expected_config: Any = None,
@@ -85,6 +92,7 @@ class PretrainedModel(torch.nn.Module):
         for key, value in meta.get("training", {}).items():
             if key in target.training_attributes:
                 setattr(model, key, value)
+        model.load_files(directory)
         return model
 
 

@@ -1,0 +1,114 @@
+"""The quantizers, from `vector-quantize-pytorch`, behind one small wrapper chosen by config.
+
+    q = Quantizer(QuantizerConfig(kind="rvq", codebook_size=256, num_quantizers=4), dim=64)
+    zq, codes, aux = q(z)            # z [B, N, dim] -> codes [B, N, Q]
+    zq = q.decode_codes(codes)
+
+Quantization always runs in float32, outside any autocast (FSQ codes collapse in bf16).
+Codes of residual levels are separate codebooks; `codes_to_ids` offsets level q by
+q * codebook_size so that one token vocabulary of Q * codebook_size holds them all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from vector_quantize_pytorch import FSQ, LFQ, ResidualVQ, VectorQuantize
+
+from ddm.config import ConfigError, bounded, positive
+
+
+@dataclass
+class QuantizerConfig:
+    kind: Literal["vq", "rvq", "fsq", "lfq"] = "vq"
+    codebook_size: int = positive(512)  # vq / rvq (per level) / lfq (a power of two)
+    num_quantizers: int = positive(1)  # rvq levels
+    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # fsq levels per latent dim
+    codebook_dim: int = bounded(0, 0)  # vq / rvq: project to this dim before lookup (0: none)
+    decay: float = bounded(0.99, 0.0, 1.0)  # EMA decay of the codebook
+    commitment_weight: float = bounded(0.25, 0.0)
+    kmeans_init: bool = True  # initialise the codebook by k-means on the first batch
+    dead_code_threshold: float = bounded(2.0, 0.0)  # codes used fewer times per batch are replaced
+    use_cosine_sim: bool = False
+    entropy_loss_weight: float = bounded(0.1, 0.0)  # lfq
+
+    def __post_init__(self) -> None:
+        if self.kind == "lfq" and self.codebook_size & (self.codebook_size - 1):
+            raise ConfigError(f"quantizer.codebook_size: lfq needs a power of two, got {self.codebook_size}")
+        if self.kind == "fsq" and (not self.levels or any(v < 2 for v in self.levels)):
+            raise ConfigError(f"quantizer.levels: fsq needs levels >= 2 per dim, got {self.levels}")
+        if self.kind != "rvq" and self.num_quantizers != 1:
+            raise ConfigError(f"quantizer.num_quantizers: only rvq has levels, got {self.num_quantizers} "
+                              f"for kind {self.kind!r}")
+
+
+class Quantizer(nn.Module):
+    def __init__(self, config: QuantizerConfig, dim: int) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        vq_args = dict(dim=dim, codebook_size=c.codebook_size, decay=c.decay, commitment_weight=c.commitment_weight,
+                       kmeans_init=c.kmeans_init, threshold_ema_dead_code=c.dead_code_threshold,
+                       use_cosine_sim=c.use_cosine_sim, codebook_dim=c.codebook_dim or None)
+        if c.kind == "vq":
+            self.impl = VectorQuantize(**vq_args)
+        elif c.kind == "rvq":
+            self.impl = ResidualVQ(num_quantizers=c.num_quantizers, **vq_args)
+        elif c.kind == "fsq":
+            self.impl = FSQ(levels=list(c.levels), dim=dim)
+        else:
+            self.impl = LFQ(dim=dim, codebook_size=c.codebook_size, entropy_loss_weight=c.entropy_loss_weight)
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_quantizers
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.config.levels) if self.config.kind == "fsq" else self.config.codebook_size
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        return [self.codebook_size] * self.num_codebooks
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the joint token vocabulary over all levels."""
+        return self.codebook_size * self.num_codebooks
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z [B, N, dim] -> (quantized [B, N, dim], codes [B, N, Q], auxiliary loss scalar)."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            out = self.impl(z.float())
+        zq, codes = out[0], out[1]
+        aux = out[2].sum() if len(out) > 2 else zq.new_zeros(())
+        if codes.ndim == z.ndim - 1:
+            codes = codes.unsqueeze(-1)
+        return zq, codes.long(), aux
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [..., Q] -> quantized vectors [..., dim]."""
+        with torch.autocast(device_type=codes.device.type, enabled=False):
+            if self.config.kind == "rvq":
+                return self.impl.get_output_from_indices(codes)
+            codes = codes.squeeze(-1)
+            if self.config.kind == "vq":
+                return self.impl.get_output_from_indices(codes)
+            return self.impl.indices_to_codes(codes)
+
+    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
+        """[..., Q] codes -> [..., Q] ids in one vocabulary (level q offset by q * codebook_size)."""
+        offsets = torch.arange(self.num_codebooks, device=codes.device) * self.codebook_size
+        return codes + offsets
+
+    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
+        offsets = torch.arange(self.num_codebooks, device=ids.device) * self.codebook_size
+        codes = ids - offsets
+        if (codes < 0).any() or (codes >= self.codebook_size).any():
+            raise ValueError(f"ids: an id does not belong to its level's range "
+                             f"[q * {self.codebook_size}, (q + 1) * {self.codebook_size})")
+        return codes
