@@ -118,8 +118,8 @@ class LearnedTokenizer(Tokenizer):
         x_hat, codes, aux = model(x)  # `model` may be the DDP-wrapped self
         recon = self.reconstruction_loss(x, x_hat)
         stats = codebook_stats(codes.detach().cpu(), self.quantizer.codebook_sizes)
-        return recon + aux, {"recon": float(recon), "aux": float(aux),
-                             "usage": stats["usage"], "perplexity": stats.get("perplexity", float("nan"))}
+        return recon + aux, {"recon": float(recon.detach()), "aux": float(aux.detach()),
+                             "usage": stats["usage"], "perplexity": stats["perplexity"]}
 
     def fit(self, train: Any, train_config: TrainConfig | None = None, out_dir: str | Path | None = None,
             heldout: Any = None) -> dict[str, float]:

@@ -25,5 +25,7 @@ def codebook_stats(codes: torch.Tensor, codebook_sizes: list[int]) -> dict[str, 
         out[f"usage{suffix}"] = float((counts > 0).sum() / size)
         out[f"perplexity{suffix}"] = float(entropy.exp())
     if len(codebook_sizes) > 1:
+        # means over codebooks, beside the per-codebook figures
         out["usage"] = sum(out[f"usage_{q}"] for q in range(len(codebook_sizes))) / len(codebook_sizes)
+        out["perplexity"] = sum(out[f"perplexity_{q}"] for q in range(len(codebook_sizes))) / len(codebook_sizes)
     return out
