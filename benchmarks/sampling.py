@@ -49,7 +49,11 @@ def samplers(quick: bool) -> list[tuple[str, dict]]:
     rows.append(("confidence threshold none", dict(order="confidence", count="threshold", threshold=0.9)))
     if not quick:
         rows.append(("confidence cosine    none", dict(order="confidence", count_schedule="cosine")))
-        rows.append(("confidence +gumbel   none", dict(order="confidence", gumbel_temperature=2.0)))
+        # MaskGIT's annealed Gumbel choice noise: the knob between greedy (0) and random (large)
+        for tau in (1.0, 2.0, 4.0):
+            for remasking in ("none", "recheck"):
+                rows.append((f"confidence +gumbel{tau:g}  {remasking}",
+                             dict(order="confidence", gumbel_temperature=tau, remasking=remasking)))
     return rows
 
 

@@ -60,6 +60,9 @@ class ModelConfig:
     dropout: float = bounded(0.0, 0.0, 0.9)
     positions: Literal["rotary", "axial"] = "rotary"  # 1-D rotary over the flat index, or per-axis
     time_conditioning: bool = False
+    # Causal attention over the target (the autoregressive baseline, `ddm.autoregressive`):
+    # token i sees the condition and targets < i only.
+    causal: bool = False
     cond_vocab_size: int = bounded(0, 0)  # prefix condition tokens (0: none)
     cond_len: int = bounded(0, 0)  # longest condition prefix of tokens
     num_classes: int = bounded(0, 0)  # class conditioning (0: none); null class = num_classes
@@ -82,6 +85,8 @@ class ModelConfig:
                 f"(rotary pairs per axis) for positions={self.positions!r}")
         if self.cond_vocab_size and not self.cond_len:
             raise ConfigError("model.cond_len: must be >= 1 when model.cond_vocab_size is set")
+        if self.causal and (self.body != "ddm" or self.time_conditioning):
+            raise ConfigError("model.causal: the autoregressive baseline needs body=ddm and no time_conditioning")
 
     @property
     def seq_len(self) -> int:
@@ -105,6 +110,11 @@ class DiffusionConfig:
     antithetic: bool = True  # low-discrepancy time sampling
     priority_strength: float = bounded(0.0, 0.0)  # per-token importance masking (0: off)
     cond_dropout: float = bounded(0.0, 0.0, 1.0)  # drop the condition (classifier-free guidance)
+    # Replace this fraction of the visible tokens by uniform random ones and also train the
+    # prediction at every visible position (weight `visible_weight`): the model learns which
+    # visible tokens to doubt, which secondary remasking (recheck) reads. 0: masked positions only.
+    visible_noise: float = bounded(0.0, 0.0, 1.0)
+    visible_weight: float = bounded(1.0, 0.0)
     continuous_loss: Literal["flow", "regression"] = "flow"
     continuous_weight: float = bounded(1.0, 0.0)
 

@@ -4,7 +4,10 @@
   weight -alpha'(t)/(1-alpha(t)) (MDLM) or flat (MaskGIT: the mean over masked tokens);
 - continuous: flow matching on a per-token vector (noise -> data along the same
   alpha(t) as the tokens, velocity target), or plain regression of the vector;
-- joint: their weighted sum.
+- joint: their weighted sum;
+- optionally (`visible_noise`), some visible tokens are swapped for uniform random ones and
+  the prediction at every visible position is trained too, so that the model can say which
+  committed tokens are doubtful (what secondary remasking reads while sampling).
 
 A batch is a mapping with `ids` [B, N] and optionally `cond_ids` [B, P] (+ `cond_mask`),
 `classes` [B], `cond_embeddings` [B, M, E], `importance` [B, N] in [0, 1] (priority
@@ -42,6 +45,13 @@ def masked_cross_entropy(logits: Tensor, x0: Tensor, masked: Tensor, weight: Ten
     return ce.sum(1) / x0.shape[1]
 
 
+def swap_visible(xt: Tensor, masked: Tensor, rate: float, vocab_size: int, generator: torch.Generator) -> Tensor:
+    """Replace each visible token, with probability `rate`, by a uniform token of [0, vocab_size)."""
+    u = torch.rand(xt.shape, generator=generator, dtype=torch.float64).to(xt.device)
+    noise = torch.randint(0, vocab_size, xt.shape, generator=generator).to(xt.device)
+    return torch.where((u < rate) & ~masked, noise, xt)
+
+
 class DiffusionObjective:
     """`loss_fn(model, batch, generator) -> (loss, metrics)` for the one trainer."""
 
@@ -55,6 +65,9 @@ class DiffusionObjective:
         t = self.process.sample_times(b, generator, x0.device)
         importance = batch.get("importance")
         xt, masked = self.process.corrupt(x0, t, generator, importance)
+        if self.cfg.visible_noise > 0:
+            # the mask id equals the vocabulary size
+            xt = swap_visible(xt, masked, self.cfg.visible_noise, self.process.mask_id, generator)
         cond = condition_from_batch(batch)
         if cond is not None and self.cfg.cond_dropout > 0:
             drop = torch.rand(b, generator=generator, dtype=torch.float64) < self.cfg.cond_dropout
@@ -78,6 +91,12 @@ class DiffusionObjective:
         metrics = {"masked_frac": float(masked.float().mean())}
         if self.cfg.weighting == "elbo":
             metrics["elbo_bits_per_token"] = float(loss.detach()) / LN2
+        if self.cfg.visible_noise > 0:
+            visible = ~masked
+            ce = F.cross_entropy(out.logits.transpose(1, 2), x0, reduction="none")
+            visible_ce = (ce * visible).sum() / visible.sum().clamp_min(1)
+            metrics["visible_ce"] = float(visible_ce.detach())
+            loss = loss + self.cfg.visible_weight * visible_ce
 
         if target_values is not None and out.continuous is not None:
             target = velocity if velocity is not None else target_values

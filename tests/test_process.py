@@ -79,3 +79,36 @@ def test_priority_process_masks_unimportant_first():
     assert rate[0] > 0.9 and rate[1] < 0.1
     assert math.isclose(float(p.weights(torch.tensor([0.5]), importance[:1])[0, 0]),
                         float(8 * 0.5 ** 7 / (1 - 0.5 ** 8)), rel_tol=1e-4)
+
+
+def test_swap_visible_noises_only_visible_tokens_at_the_rate():
+    from ddm.objectives import swap_visible
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.zeros(400, 64, dtype=torch.long)
+    masked = torch.rand(400, 64, generator=g) < 0.5
+    xt = x0.masked_fill(masked, 16)
+    out = swap_visible(xt, masked, 0.2, 16, g)
+    assert torch.equal(out[masked], xt[masked])  # masked positions stay masked
+    changed = (out != xt) & ~masked
+    # a swapped token equals the original with probability 1/16
+    assert abs(changed.sum() / (~masked).sum() - 0.2 * 15 / 16) < 0.01
+    assert int(out[~masked].max()) < 16
+
+
+def test_visible_noise_objective_trains_visible_positions():
+    from ddm.config import DiffusionConfig, ModelConfig
+    from ddm.model import build_denoiser
+    from ddm.objectives import DiffusionObjective
+    from ddm.process import MaskingProcess
+
+    torch.manual_seed(0)
+    model = build_denoiser(ModelConfig(vocab_size=8, shape=[12], d_model=32, depth=1, heads=2))
+    batch = {"ids": torch.randint(0, 8, (16, 12), generator=torch.Generator().manual_seed(1))}
+    plain = DiffusionConfig()
+    noisy = DiffusionConfig(visible_noise=0.1)
+    loss0, m0 = DiffusionObjective(MaskingProcess.from_config(plain, 8), plain)(model, batch, torch.Generator().manual_seed(2))
+    loss1, m1 = DiffusionObjective(MaskingProcess.from_config(noisy, 8), noisy)(model, batch, torch.Generator().manual_seed(2))
+    assert "visible_ce" not in m0 and m1["visible_ce"] > 0
+    loss1.backward()  # the visible term reaches the head
+    assert model.heads.discrete.weight.grad.abs().sum() > 0

@@ -54,15 +54,20 @@ class Block(nn.Module):
                                  nn.Linear(hidden, d_model), nn.Dropout(dropout))
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None = None,
-                key_mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                key_mask: Tensor | None = None, causal: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x [B, N, D]; past = (keys, values) [B, H, P, Dh] to attend to besides x itself;
-        key_mask [B, P + N] bool (True = attend) or None. Returns (x, (keys, values) of x)."""
+        key_mask [B, P + N] bool (True = attend) or None; causal: x[i] attends to x[<= i] (and
+        all of past). Returns (x, (keys, values) of x)."""
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         keys, values = (k, v) if past is None else (torch.cat((past[0], k), 2), torch.cat((past[1], v), 2))
         mask = None if key_mask is None else key_mask[:, None, None, :]
+        if causal and n > 1:
+            p = keys.shape[2] - n
+            order = torch.ones(n, p + n, dtype=torch.bool, device=x.device).tril(p)
+            mask = order if mask is None else mask & order
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
                                              dropout_p=self.dropout if self.training else 0.0)
         x = x + self.proj(out.transpose(1, 2).reshape(b, n, d))

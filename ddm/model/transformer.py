@@ -98,5 +98,26 @@ class MaskedDiffusionTransformer(PretrainedModel):
             key_mask = torch.cat((prefix.mask, ones), dim=1)
         for i, block in enumerate(self.blocks):
             past = None if prefix is None else (prefix.keys[i], prefix.values[i])
-            x, _ = block(x, rope, past=past, key_mask=key_mask)
+            x, _ = block(x, rope, past=past, key_mask=key_mask, causal=self.config.causal)
         return self.heads(x)
+
+    def extend(self, ids: Tensor, start: int, cache: Prefix | None) -> tuple[DenoiserOutput, Prefix]:
+        """Causal models: run target positions start .. start+M-1 (ids [B, M]) given `cache`,
+        the keys/values of the condition prefix and of the targets before `start`; returns
+        their outputs and the cache grown by them (incremental autoregressive decoding)."""
+        if not self.config.causal:
+            raise ValueError("extend: only a causal model (model.causal=true) decodes incrementally")
+        x = self.target_embedding(ids, None, None)
+        rope = self.rotary(self.target_coords[start:start + ids.shape[1]])
+        key_mask = None
+        if cache is not None and cache.mask is not None:
+            ones = torch.ones(ids.shape[0], cache.length - cache.mask.shape[1] + ids.shape[1],
+                              dtype=torch.bool, device=ids.device)
+            key_mask = torch.cat((cache.mask, ones), dim=1)
+        keys, values = [], []
+        for i, block in enumerate(self.blocks):
+            past = None if cache is None else (cache.keys[i], cache.values[i])
+            x, (k, v) = block(x, rope, past=past, key_mask=key_mask, causal=True)
+            keys.append(k if past is None else torch.cat((past[0], k), 2))
+            values.append(v if past is None else torch.cat((past[1], v), 2))
+        return self.heads(x), Prefix(keys, values, None if cache is None else cache.mask)
