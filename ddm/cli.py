@@ -30,7 +30,10 @@ MODEL_DIR = "model"
 
 def _load(args) -> tuple[ExperimentConfig, Task]:
     cfg = load_experiment(args.config, args.overrides)
-    return cfg, build_task(cfg)
+    task = build_task(cfg)
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    task.prepare(Path(cfg.run_dir))
+    return cfg, task
 
 
 def _model_dir(cfg: ExperimentConfig, args) -> Path:

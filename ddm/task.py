@@ -56,6 +56,10 @@ class Task:
     def check_config(self) -> None:
         """Raise ConfigError where the model config does not fit the task's data."""
 
+    def prepare(self, run_dir: Path) -> None:
+        """Build what the model stands on before train / sample / eval (e.g. fit the
+        tokenizer into run_dir, or load it); may raise where it does not fit the model."""
+
     def train_dataset(self):
         """A map-style data set (a `datasets.Dataset` in torch format) of training examples."""
         raise NotImplementedError

@@ -90,8 +90,10 @@ def _report(tok, cfg: TokenizerExperiment, heldout) -> dict[str, float]:
     return metrics
 
 
-def cmd_train(args) -> int:
-    cfg = load_tokenizer_experiment(args.config, args.overrides)
+def fit_tokenizer(cfg: TokenizerExperiment, directory: Path | None = None):
+    """Fit the tokenizer a config describes and save it to `directory` (default <out_dir>/tokenizer).
+
+    Returns (tokenizer, data splits). Tasks call this to build their tokenizer in their run."""
     cls = get_tokenizer_class(cfg.kind)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,8 +101,15 @@ def cmd_train(args) -> int:
     splits = cls.build_data(cfg.data)
     tok = cls(cfg.tokenizer)
     tok.fit(splits["train"], cfg.train if cls.learned else None, out_dir, heldout=splits.get("heldout"))
-    tok.save_pretrained(out_dir / TOKENIZER_DIR)
-    print(f"tokenizer saved to {out_dir / TOKENIZER_DIR}")
+    directory = directory or out_dir / TOKENIZER_DIR
+    tok.save_pretrained(directory)
+    print(f"tokenizer saved to {directory}")
+    return tok, splits
+
+
+def cmd_train(args) -> int:
+    cfg = load_tokenizer_experiment(args.config, args.overrides)
+    tok, splits = fit_tokenizer(cfg)
     _report(tok, cfg, splits["heldout"])
     return 0
 

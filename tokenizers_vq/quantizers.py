@@ -17,17 +17,17 @@ from typing import Literal
 
 import torch
 from torch import nn
-from vector_quantize_pytorch import FSQ, LFQ, ResidualVQ, VectorQuantize
+from vector_quantize_pytorch import FSQ, LFQ, ResidualFSQ, ResidualVQ, VectorQuantize
 
 from ddm.config import ConfigError, bounded, positive
 
 
 @dataclass
 class QuantizerConfig:
-    kind: Literal["vq", "rvq", "fsq", "lfq"] = "vq"
+    kind: Literal["vq", "rvq", "fsq", "rfsq", "lfq"] = "vq"
     codebook_size: int = positive(512)  # vq / rvq (per level) / lfq (a power of two)
-    num_quantizers: int = positive(1)  # rvq levels
-    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # fsq levels per latent dim
+    num_quantizers: int = positive(1)  # rvq / rfsq residual levels
+    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # fsq / rfsq levels per latent dim
     codebook_dim: int = bounded(0, 0)  # vq / rvq: project to this dim before lookup (0: none)
     decay: float = bounded(0.99, 0.0, 1.0)  # EMA decay of the codebook
     commitment_weight: float = bounded(0.25, 0.0)
@@ -39,10 +39,10 @@ class QuantizerConfig:
     def __post_init__(self) -> None:
         if self.kind == "lfq" and self.codebook_size & (self.codebook_size - 1):
             raise ConfigError(f"quantizer.codebook_size: lfq needs a power of two, got {self.codebook_size}")
-        if self.kind == "fsq" and (not self.levels or any(v < 2 for v in self.levels)):
+        if self.kind in ("fsq", "rfsq") and (not self.levels or any(v < 2 for v in self.levels)):
             raise ConfigError(f"quantizer.levels: fsq needs levels >= 2 per dim, got {self.levels}")
-        if self.kind != "rvq" and self.num_quantizers != 1:
-            raise ConfigError(f"quantizer.num_quantizers: only rvq has levels, got {self.num_quantizers} "
+        if self.kind not in ("rvq", "rfsq") and self.num_quantizers != 1:
+            raise ConfigError(f"quantizer.num_quantizers: only rvq and rfsq have levels, got {self.num_quantizers} "
                               f"for kind {self.kind!r}")
 
 
@@ -60,6 +60,9 @@ class Quantizer(nn.Module):
             self.impl = ResidualVQ(num_quantizers=c.num_quantizers, **vq_args)
         elif c.kind == "fsq":
             self.impl = FSQ(levels=list(c.levels), dim=dim)
+        elif c.kind == "rfsq":
+            # each level quantizes the previous residual on a grid 1/level finer: no codebook to learn
+            self.impl = ResidualFSQ(levels=list(c.levels), num_quantizers=c.num_quantizers, dim=dim)
         else:
             self.impl = LFQ(dim=dim, codebook_size=c.codebook_size, entropy_loss_weight=c.entropy_loss_weight)
 
@@ -69,7 +72,7 @@ class Quantizer(nn.Module):
 
     @property
     def codebook_size(self) -> int:
-        return math.prod(self.config.levels) if self.config.kind == "fsq" else self.config.codebook_size
+        return math.prod(self.config.levels) if self.config.kind in ("fsq", "rfsq") else self.config.codebook_size
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -93,7 +96,7 @@ class Quantizer(nn.Module):
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [..., Q] -> quantized vectors [..., dim]."""
         with torch.autocast(device_type=codes.device.type, enabled=False):
-            if self.config.kind == "rvq":
+            if self.config.kind in ("rvq", "rfsq"):
                 return self.impl.get_output_from_indices(codes)
             codes = codes.squeeze(-1)
             if self.config.kind == "vq":

@@ -1,0 +1,40 @@
+"""The image task's parts: inpainting masks, the Fréchet proxy, diversity, the judge classifier."""
+
+import pytest
+import torch
+
+from tasks.image.inpainting import fixed_tokens, half_mask, token_mask
+from tasks.image.metrics import frechet_distance, mean_pairwise_distance
+
+
+def test_half_mask_and_token_mask_cover_the_hidden_cells():
+    hidden = half_mask(2, 28)
+    assert hidden[:, :, 14:].all() and not hidden[:, :, :14].any()
+    cells = token_mask(hidden, (7, 7)).reshape(2, 7, 7)
+    # cells are 4 pixels high: rows 0-2 (pixels 0-11) are visible, row 3 (12-15) touches the hidden half
+    assert not cells[:, :3].any() and cells[:, 3:].all()
+    fixed = fixed_tokens(torch.arange(49).repeat(2, 1), hidden, (7, 7))
+    assert fixed.mask.sum(1).tolist() == [21, 21]
+    with pytest.raises(ValueError, match="token grid"):
+        token_mask(half_mask(1, 30), (7, 7))
+    with pytest.raises(ValueError, match="side"):
+        half_mask(1, 28, "top-left")
+
+
+def test_frechet_distance_is_zero_for_one_distribution_and_grows_with_a_mean_shift():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 8, generator=g)
+    b = torch.randn(4000, 8, generator=g)
+    assert frechet_distance(a, b) < 0.05  # two samples of one Gaussian
+    assert frechet_distance(a, a + 1.0) == pytest.approx(8.0, abs=1e-6)  # same covariance, |shift|^2 = 8
+    # B = 2A: cov 4C, sqrt(C 4C) = 2C, so the distance is |mu|^2 + tr C
+    expected = float(a.double().mean(0).pow(2).sum() + a.double().var(0).sum())
+    assert frechet_distance(a, 2 * a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_diversity_is_zero_for_copies_and_positive_otherwise():
+    labels = torch.tensor([0, 0, 1, 1])
+    copies = torch.ones(4, 3)
+    assert mean_pairwise_distance(copies, labels) == 0.0
+    spread = torch.tensor([[0.0, 0, 0], [3.0, 4, 0], [0, 0, 0], [0, 0, 1.0]])
+    assert mean_pairwise_distance(spread, labels) == pytest.approx((5.0 * 2 + 1.0 * 2) / 4)
