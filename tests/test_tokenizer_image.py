@@ -141,3 +141,18 @@ def test_configs_load_and_command_trains(tmp_path, capsys):
     assert cmd_train(args) == 0
     out = capsys.readouterr().out
     assert "psnr" in out and "usage" in out and (tmp_path / "reconstructions.png").is_file()
+
+
+def test_decode_soft_matches_decode_on_one_hot_and_is_differentiable():
+    from tokenizers_vq.image import ImageTokenizer, ImageTokenizerConfig
+    from tokenizers_vq.quantizers import QuantizerConfig
+
+    torch.manual_seed(0)
+    tok = ImageTokenizer(ImageTokenizerConfig(width=8, latent_dim=4, quantizer=QuantizerConfig(
+        codebook_size=16, kmeans_init=False))).eval()
+    ids = torch.randint(0, 16, (2, 49), generator=torch.Generator().manual_seed(1))
+    onehot = torch.nn.functional.one_hot(ids, 16).float().requires_grad_(True)
+    soft = tok.decode_soft(onehot)
+    assert torch.allclose(soft.clamp(0, 1), tok.decode(ids), atol=1e-5)
+    soft.sum().backward()
+    assert onehot.grad.abs().sum() > 0

@@ -153,6 +153,20 @@ class ConvTokenizer(LearnedTokenizer):
         with eval_mode(self):
             return self._decode_latent(self.quantizer.decode_codes(codes)).clamp(0, 1)
 
+    def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
+        """probs [B, N, V] over a single-codebook vocabulary -> pixels, differentiable in probs.
+
+        The decoder reads the expected code vector of each token: what measurement guidance
+        (posterior sampling for inverse problems) differentiates through. Call in eval mode."""
+        if self.quantizer.num_codebooks != 1:
+            raise ValueError("decode_soft: needs a single-codebook quantizer (a residual level's "
+                             "expectation is not a token's)")
+        if probs.ndim != 3 or probs.shape[-1] != self.vocab_size:
+            raise ValueError(f"probs: expected [B, N, {self.vocab_size}], got {tuple(probs.shape)}")
+        with torch.no_grad():
+            table = self.quantizer.decode_codes(torch.arange(self.vocab_size, device=probs.device)[:, None])
+        return self._decode_latent(probs @ table)
+
     def evaluate(self, heldout, batch_size: int = 100) -> dict[str, float]:
         """PSNR (dB, mean over examples of 10 log10(1 / that example's MSE)), MSE, codebook stats."""
         errors, all_codes = [], []
