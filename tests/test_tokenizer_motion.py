@@ -1,4 +1,4 @@
-"""Motion tokenizer: the DeepMimic clips, 6-D features, FK from the URDF, RVQ tokens, save/load, bad input."""
+"""Motion tokenizer: the DeepMimic clips, 6-D features, FK from the URDF, RVQ / grouped FSQ tokens, save/load, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("pybullet_data")
 
-from ddm.config import TrainConfig  # noqa: E402
+from ddm.config import ConfigError, TrainConfig  # noqa: E402
 from tokenizers_vq import TokenStream, load_tokenizer  # noqa: E402
 from tokenizers_vq.cli import load_tokenizer_experiment  # noqa: E402
 from tokenizers_vq.data.motion import (FEATURE_DIM, MotionDataConfig, build_motion_data, clip_files,  # noqa: E402
@@ -36,7 +36,7 @@ def small_data():
 
 def tiny_tokenizer() -> MotionTokenizer:
     torch.manual_seed(0)
-    return MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, blocks=1, quantizer=QuantizerConfig(
+    return MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, downsample=4, blocks=1, quantizer=QuantizerConfig(
         kind="rvq", codebook_size=16, num_quantizers=2)))
 
 
@@ -148,6 +148,26 @@ def test_train_save_load_identical_ids(small_data, tmp_path):
     assert pictures[0].suffix == ".png" and pictures[0].stat().st_size > 1000
 
 
+def test_grouped_residual_fsq_ids(small_data, tmp_path):
+    # The shipped quantizer kind: groups x residual levels of a fixed grid, ids in one vocabulary.
+    torch.manual_seed(0)
+    tok = MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, downsample=2, blocks=1,
+                                                quantizer=QuantizerConfig(kind="rfsq", levels=[4, 3], groups=2,
+                                                                          num_quantizers=2))).eval()
+    x = torch.stack([small_data["train"][i]["x"] for i in range(3)])
+    stream = tok.encode(x)
+    assert stream.shape == (4, 4) and tok.vocab_size == 4 * 12  # 8 frames / 2; 2 groups x 2 levels of 12 codes
+    slot = stream.ids // 12
+    assert torch.equal(slot, torch.arange(4).expand_as(slot))  # token q of a step lies in [12 q, 12 (q + 1))
+    assert tuple(tok.decode(stream).shape) == (3, 8, FEATURE_DIM)
+    tok.save_pretrained(tmp_path / "tok")
+    again = load_tokenizer(tmp_path / "tok")
+    assert torch.equal(again.encode(x).ids, stream.ids)
+    assert torch.allclose(again.decode(stream), tok.decode(stream))
+    with pytest.raises(ConfigError, match="groups"):
+        MotionTokenizer(MotionTokenizerConfig(latent_dim=8, quantizer=QuantizerConfig(kind="rfsq", groups=3)))
+
+
 def test_perfect_reconstruction_scores_zero(small_data):
     # The metrics themselves: identical poses give zero error (checks the geodesic and FK plumbing).
     pose = features_to_pose(small_data["heldout"][0]["x"].double())
@@ -176,8 +196,9 @@ def test_bad_input_is_named():
 
 def test_config_file_and_bad_config():
     cfg = load_tokenizer_experiment(REPO / "configs" / "tokenizers" / "motion.yaml")
-    assert cfg.kind == "motion" and cfg.tokenizer.quantizer.kind == "rvq"
-    from ddm.config import ConfigError
+    assert cfg.kind == "motion" and cfg.tokenizer.quantizer.kind == "rfsq"
+    tok = MotionTokenizer(cfg.tokenizer)
+    assert tok.vocab_size == cfg.tokenizer.quantizer.groups * 1000  # one 8x5x5x5 grid per group
     with pytest.raises(ConfigError, match="downsample"):
         MotionTokenizerConfig(downsample=3)
     with pytest.raises(ValueError, match="unknown clip 'moonwalk'"):

@@ -1,9 +1,9 @@
-"""Human motion -> (T', Q) residual-VQ tokens, with a temporal 1-D convolutional autoencoder.
+"""Human motion -> (T', Q) tokens (residual VQ or grouped residual FSQ), with a temporal 1-D conv autoencoder.
 
     tok = MotionTokenizer(MotionTokenizerConfig())
     splits = MotionTokenizer.build_data(MotionDataConfig())   # the 15 DeepMimic clips
     stream = tok.encode(x)           # x [B, T, 65] pose features (tokenizers_vq.data.motion)
-    stream.ids                       # [B, T / downsample, Q], level q's ids in [q*K, (q+1)*K)
+    stream.ids                       # [B, T / downsample, Q], token q's ids in [q*K, (q+1)*K)
     x_hat = tok.decode(stream)       # [B, T, 65]
 
 Inputs are standardized per feature with statistics of the training windows (buffers,
@@ -36,11 +36,11 @@ from .stream import TokenStream
 class MotionTokenizerConfig:
     channels: int = positive(64)  # convolution width
     latent_dim: int = positive(64)  # the vector each token quantizes
-    downsample: int = positive(4)  # frames per token step (a power of two)
+    downsample: int = positive(2)  # frames per token step (a power of two)
     blocks: int = positive(2)  # residual blocks per resolution
+    # a fixed grid per group of 4 latent dims (configs/tokenizers/motion.yaml says why not learned codebooks)
     quantizer: QuantizerConfig = field(
-        default_factory=lambda: QuantizerConfig(kind="rvq", codebook_size=256, num_quantizers=8,
-                                                dead_code_threshold=0.2))
+        default_factory=lambda: QuantizerConfig(kind="rfsq", levels=[8, 5, 5, 5], groups=16, num_quantizers=1))
 
     def __post_init__(self) -> None:
         if self.downsample & (self.downsample - 1):
@@ -143,7 +143,7 @@ class MotionTokenizer(LearnedTokenizer):
             ids = ids.reshape(ids.shape[0], -1, q)  # flat, as the diffusion model writes them
         ids = self.check_ids(ids)
         if ids.ndim != 3 or ids.shape[-1] != q:
-            raise ValueError(f"ids: expected [B, T', {q}] (one id per residual level), got {tuple(ids.shape)}")
+            raise ValueError(f"ids: expected [B, T', {q}] (one id per group and residual level), got {tuple(ids.shape)}")
         return self._decode_latent(self.quantizer.decode_codes(self.quantizer.ids_to_codes(ids)))
 
     def fit(self, train: Any, train_config: TrainConfig | None = None, out_dir: str | Path | None = None,

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 from torch import nn
-from vector_quantize_pytorch import FSQ, LFQ, ResidualFSQ, ResidualVQ, VectorQuantize
+from vector_quantize_pytorch import FSQ, LFQ, GroupedResidualFSQ, ResidualFSQ, ResidualVQ, VectorQuantize
 
 from ddm.config import ConfigError, bounded, positive
 
@@ -28,6 +28,7 @@ class QuantizerConfig:
     codebook_size: int = positive(512)  # vq / rvq (per level) / lfq (a power of two)
     num_quantizers: int = positive(1)  # rvq / rfsq residual levels
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # fsq / rfsq levels per latent dim
+    groups: int = positive(1)  # rfsq: split the latent into groups quantized apart (groups * levels tokens)
     codebook_dim: int = bounded(0, 0)  # vq / rvq: project to this dim before lookup (0: none)
     decay: float = bounded(0.99, 0.0, 1.0)  # EMA decay of the codebook
     commitment_weight: float = bounded(0.25, 0.0)
@@ -41,6 +42,8 @@ class QuantizerConfig:
             raise ConfigError(f"quantizer.codebook_size: lfq needs a power of two, got {self.codebook_size}")
         if self.kind in ("fsq", "rfsq") and (not self.levels or any(v < 2 for v in self.levels)):
             raise ConfigError(f"quantizer.levels: fsq needs levels >= 2 per dim, got {self.levels}")
+        if self.kind != "rfsq" and self.groups != 1:
+            raise ConfigError(f"quantizer.groups: only rfsq has groups, got {self.groups} for kind {self.kind!r}")
         if self.kind not in ("rvq", "rfsq") and self.num_quantizers != 1:
             raise ConfigError(f"quantizer.num_quantizers: only rvq and rfsq have levels, got {self.num_quantizers} "
                               f"for kind {self.kind!r}")
@@ -61,14 +64,19 @@ class Quantizer(nn.Module):
         elif c.kind == "fsq":
             self.impl = FSQ(levels=list(c.levels), dim=dim)
         elif c.kind == "rfsq":
-            # each level quantizes the previous residual on a grid 1/level finer: no codebook to learn
-            self.impl = ResidualFSQ(levels=list(c.levels), num_quantizers=c.num_quantizers, dim=dim)
+            # each level quantizes the previous residual on a grid 1/level finer: no codebook to learn,
+            # no dead codes, and latents unlike the training ones still land on a fine grid
+            if dim % c.groups:
+                raise ConfigError(f"quantizer.groups: {c.groups} does not divide the latent dim {dim}")
+            rfsq_args = dict(levels=list(c.levels), num_quantizers=c.num_quantizers)
+            self.impl = (GroupedResidualFSQ(dim=dim, groups=c.groups, **rfsq_args) if c.groups > 1
+                         else ResidualFSQ(dim=dim, **rfsq_args))
         else:
             self.impl = LFQ(dim=dim, codebook_size=c.codebook_size, entropy_loss_weight=c.entropy_loss_weight)
 
     @property
     def num_codebooks(self) -> int:
-        return self.config.num_quantizers
+        return self.config.num_quantizers * self.config.groups
 
     @property
     def codebook_size(self) -> int:
@@ -88,6 +96,8 @@ class Quantizer(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             out = self.impl(z.float())
         zq, codes = out[0], out[1]
+        if self.config.groups > 1:  # [groups, B, N, levels] -> [B, N, groups * levels], group-major
+            codes = codes.movedim(0, -2).flatten(-2)
         aux = out[2].sum() if len(out) > 2 else zq.new_zeros(())
         if codes.ndim == z.ndim - 1:
             codes = codes.unsqueeze(-1)
@@ -96,6 +106,8 @@ class Quantizer(nn.Module):
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [..., Q] -> quantized vectors [..., dim]."""
         with torch.autocast(device_type=codes.device.type, enabled=False):
+            if self.config.groups > 1:
+                return self.impl.get_output_from_indices(codes.unflatten(-1, (self.config.groups, -1)).movedim(-2, 0))
             if self.config.kind in ("rvq", "rfsq"):
                 return self.impl.get_output_from_indices(codes)
             codes = codes.squeeze(-1)
