@@ -35,9 +35,10 @@ def sample_grid(images: Tensor, labels: Tensor, names: list[str], path: Path, pe
 
 def inpainting_strip(original: Tensor, hidden: Tensor, result: Tensor, path: Path, count: int = 10) -> Path:
     """Rows: the input, the input with its hidden region greyed, the filled result."""
+    count = min(count, len(original))
     masked = original.masked_fill(hidden, 0.5)
     rows = [("original", original), ("input (grey hidden)", masked), ("inpainted", result)]
-    fig, axes = plt.subplots(len(rows), count, figsize=(count * 0.8, len(rows) * 0.9))
+    fig, axes = plt.subplots(len(rows), count, figsize=(count * 0.8, len(rows) * 0.9), squeeze=False)
     for r, (name, images) in enumerate(rows):
         for j in range(count):
             axes[r, j].axis("off")
@@ -49,7 +50,8 @@ def inpainting_strip(original: Tensor, hidden: Tensor, result: Tensor, path: Pat
 def decoding_order(committed_at: Tensor, images: Tensor, grid: tuple[int, int], path: Path,
                    count: int = 8) -> Path:
     """Top: the step at which each token was (last) committed; bottom: the decoded image."""
-    fig, axes = plt.subplots(2, count, figsize=(count * 1.1, 2.4))
+    count = min(count, len(images))
+    fig, axes = plt.subplots(2, count, figsize=(count * 1.1, 2.4), squeeze=False)
     steps = int(committed_at.max()) + 1
     for j in range(count):
         order = committed_at[j].reshape(grid).float().cpu()
