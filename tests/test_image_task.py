@@ -38,3 +38,47 @@ def test_diversity_is_zero_for_copies_and_positive_otherwise():
     assert mean_pairwise_distance(copies, labels) == 0.0
     spread = torch.tensor([[0.0, 0, 0], [3.0, 4, 0], [0, 0, 0], [0, 0, 1.0]])
     assert mean_pairwise_distance(spread, labels) == pytest.approx((5.0 * 2 + 1.0 * 2) / 4)
+
+
+@pytest.fixture(scope="module")
+def tiny_image_task(tmp_path_factory):
+    from ddm.task import build_task, load_experiment
+    from tokenizers_vq.image import ImageTokenizer, ImageTokenizerConfig
+    from tokenizers_vq.quantizers import QuantizerConfig
+
+    root = tmp_path_factory.mktemp("image")
+    torch.manual_seed(0)
+    ImageTokenizer(ImageTokenizerConfig(width=8, latent_dim=4, quantizer=QuantizerConfig(
+        codebook_size=16, kmeans_init=False))).save_pretrained(root / "tok")
+
+    def make(*overrides):
+        cfg = load_experiment("configs/image_mnist_cpu.yaml", [f"task.tokenizer_path={root / 'tok'}",
+                                                               "model.vocab_size=16", "model.d_model=32",
+                                                               "model.depth=1", f"run_dir={root / 'run'}",
+                                                               *overrides])
+        task = build_task(cfg)
+        task.prepare(root / "run")
+        return task
+
+    return make
+
+
+def test_image_task_rejects_a_tokenizer_that_does_not_match_the_model(tiny_image_task):
+    from ddm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="do not match the tokenizer"):
+        tiny_image_task("model.vocab_size=64")
+
+
+def test_image_task_bad_class_and_bad_inpainting_mask(tiny_image_task):
+    from ddm.model import build_denoiser
+
+    task = tiny_image_task()
+    assert task.train_dataset()[0]["ids"].shape == (49,)
+    model = build_denoiser(task.config.model).eval()
+    with pytest.raises(ValueError, match="class 12 is unknown"):
+        task.generate_images(model, torch.tensor([1, 12]), steps=2)
+    with pytest.raises(ValueError, match=r"images: expected \[B, 1, 28, 28\]"):
+        task.inpaint(model, torch.zeros(2, 1, 32, 32))
+    filled, hidden, _ = task.inpaint(model, task.images["heldout"][:3])
+    assert torch.equal(filled[~hidden], task.images["heldout"][:3][~hidden])  # the visible half is kept

@@ -249,15 +249,18 @@ class ImageTask(Task):
                                       "ms_per_image": 1000 * seconds / len(classes), "ms_batch_1": 1000 * latency}
 
         n = min(t.inpaint_images, len(x_real))
-        filled, hidden, seconds = self.inpaint(model, x_real[:n], seed=cfg.sample.seed)
+        picks = torch.arange(n) * (len(x_real) // n)  # spread over the split, which is ordered by class
+        x_in, y_in = x_real[picks], y_real[picks]
+        filled, hidden, seconds = self.inpaint(model, x_in, seed=cfg.sample.seed)
         predicted, _ = self.classifier.predict(filled)
-        inpaint_accuracy = float((predicted == y_real[:n]).float().mean())
-        visible_only, _ = self.classifier.predict(x_real[:n].masked_fill(hidden, 0.0))
-        visible_accuracy = float((visible_only == y_real[:n]).float().mean())
+        inpaint_accuracy = float((predicted == y_in).float().mean())
+        visible_only, _ = self.classifier.predict(x_in.masked_fill(hidden, 0.0))
+        visible_accuracy = float((visible_only == y_in).float().mean())
 
         names = pictures.class_names(t.dataset, cfg.model.num_classes)
         paths = [pictures.sample_grid(samples[t.eval_steps[-1]], classes, names, run_dir / "samples.png"),
-                 pictures.inpainting_strip(x_real[:n], hidden, filled, run_dir / "inpainting.png")]
+                 pictures.inpainting_strip(x_in[::max(1, n // 10)], hidden[::max(1, n // 10)],
+                                           filled[::max(1, n // 10)], run_dir / "inpainting.png")]
         traced_classes = torch.arange(8) % cfg.model.num_classes
         images, result, _ = self.generate_images(model, traced_classes, t.eval_steps[0], seed=1, return_trace=True)
         paths.append(pictures.decoding_order(result.trace.committed_at, images, self.grid,
