@@ -76,9 +76,11 @@ def test_image_task_bad_class_and_bad_inpainting_mask(tiny_image_task):
     task = tiny_image_task()
     assert task.train_dataset()[0]["ids"].shape == (49,)
     model = build_denoiser(task.config.model).eval()
+    model.trained_cond_dropout = 0.1  # as if trained for guidance
     with pytest.raises(ValueError, match="class 12 is unknown"):
         task.generate_images(model, torch.tensor([1, 12]), steps=2)
     with pytest.raises(ValueError, match=r"images: expected \[B, 1, 28, 28\]"):
         task.inpaint(model, torch.zeros(2, 1, 32, 32))
-    filled, hidden, _ = task.inpaint(model, task.images["heldout"][:3])
+    filled, hidden, _, classes = task.inpaint(model, task.images["heldout"][:3])
     assert torch.equal(filled[~hidden], task.images["heldout"][:3][~hidden])  # the visible half is kept
+    assert classes.shape == (3,) and 0 <= int(classes.min()) and int(classes.max()) < 10

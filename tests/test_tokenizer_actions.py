@@ -93,10 +93,33 @@ def test_mocap_action_chunks(mocap):
     assert train.shape[1:] == (8, 7) and heldout.shape[1:] == (8, 7) and len(train) > 4 * len(heldout) > 0
     assert torch.isfinite(train).all()
     assert set(train[..., 6].unique().tolist()) == {-1.0, 1.0}  # the gripper: both states occur
-    with pytest.raises(ConfigError, match="metaworld"):
-        build_action_data(ActionDataConfig(source="metaworld"))
     with pytest.raises(ConfigError, match="unknown action source"):
         build_action_data(ActionDataConfig(source="nope"))
+
+
+def test_lerobot_table_source(tmp_path):
+    """Chunks come from each episode of a LeRobot-style table, in frame order, never across episodes."""
+    from datasets import Dataset
+
+    lengths = [20, 15]
+    actions = torch.arange(sum(lengths) * 4, dtype=torch.float32).view(-1, 4)
+    episode = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    Dataset.from_dict({"action": actions.numpy(), "episode_index": episode.numpy(),
+                       "task": ["reach"] * len(actions)}).save_to_disk(str(tmp_path / "demos"))
+    data = build_action_data(ActionDataConfig(source="lerobot", path=str(tmp_path / "demos"), chunk=4,
+                                              heldout_fraction=0.2))
+    # episode 0: frames 0-15 train (13 chunks), 16-19 held out (1); episode 1: 0-11 train (9), 12-14 too short
+    assert data["train"].shape == (22, 4, 4) and data["heldout"].shape == (1, 4, 4)
+    assert torch.equal(data["train"][0], actions[0:4]) and torch.equal(data["heldout"][0], actions[16:20])
+    assert torch.equal(data["train"][13], actions[20:24])  # the second episode's first chunk
+    with pytest.raises(ValueError, match="no heldout chunks"):
+        build_action_data(ActionDataConfig(source="lerobot", path=str(tmp_path / "demos"), chunk=4,
+                                           heldout_fraction=0.1))
+    with pytest.raises(FileNotFoundError, match="data.path"):
+        build_action_data(ActionDataConfig(source="lerobot", path=str(tmp_path / "nowhere")))
+    Dataset.from_dict({"episode_index": episode.numpy()}).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"no column\(s\) \['action'\]"):
+        build_action_data(ActionDataConfig(source="lerobot", path=str(tmp_path / "bad")))
 
 
 def test_bins_evaluate_on_mocap(mocap):

@@ -352,3 +352,21 @@ def test_two_process_cpu_training(tmp_path: Path) -> None:
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-3:]) < 0.5 * sum(losses[:3])
     assert latest_checkpoint(tmp_path / "checkpoints").name == f"step_{ranks[0]['steps']:08d}"
+
+
+def test_ema_warmup_forgets_the_start_of_a_short_run() -> None:
+    """A weight that walks 0 -> 1 over 1,200 steps: the shadow ends near the recent weights,
+    not at the mean of the trajectory (0.5), even with a long decay of 0.999."""
+    from ddm.training.ema import EMA
+
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    ema = EMA(model, decay=0.999)
+    steps = 1200
+    for step in range(steps):
+        with torch.no_grad():
+            model.weight.fill_((step + 1) / steps)
+        ema.update(model, step)
+    assert 0.85 < float(ema.shadow["weight"]) < 1.0
+    assert ema.decay_at(0) == 0.1 and ema.decay_at(10**6) == 0.999

@@ -27,9 +27,11 @@ class EMA:
         self.shadow = {name: p.detach().float().clone() for name, p in _trainable(model).items()}
 
     def decay_at(self, step: int) -> float:
-        """Warm-up: while 1 - 1/(step + 1) < decay the shadow is the plain mean of all weights
-        so far, so the random initial weights do not linger through a short run."""
-        return min(self.decay, 1.0 - 1.0 / (step + 1.0))
+        """Warm-up: (1 + step) / (10 + step) until it reaches `decay`, so the shadow averages
+        over roughly the last tenth of the steps so far. (A plain running mean of all weights,
+        1 - 1/(step + 1), lets early weights linger: with decay 0.999 a 1,200-step run ends
+        as the mean of its whole trajectory, and its samples lose most of their quality.)"""
+        return min(self.decay, (1.0 + step) / (10.0 + step))
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:

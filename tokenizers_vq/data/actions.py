@@ -6,9 +6,12 @@ Sources (`ActionDataConfig.source`):
                gripper (1)], where the gripper is +1 ("closed") when the elbow is bent
                more than `gripper_threshold` radians and -1 otherwise (MetaWorld's
                convention). Each clip gives two arms (right and left shoulder/elbow).
-  "metaworld"  scripted-expert actions; not installed here yet, so it fails with a
-               clear error. A new source is one function in SOURCES returning a list of
-               [T, dims] float arrays (one per episode) for "train" and "heldout".
+  "lerobot"    the `action` column of a LeRobot-style demonstration table on disk
+               (`data.path`, a `datasets` folder with `action` and `episode_index`), e.g.
+               MetaWorld's scripted experts recorded by `ddm vla demos` (4-D: hand dx, dy,
+               dz and gripper effort).
+A new source is one function in SOURCES returning a list of [T, dims] float arrays
+(one per episode).
 
 Splits: the first (1 - heldout_fraction) of every episode's frames train, the rest is
 held out, and chunks never cross the boundary (15 clips of 15 different motions: a
@@ -43,6 +46,7 @@ class ActionDataConfig:
     heldout_fraction: float = bounded(0.2, 0.05, 0.5)
     gripper_threshold: float = bounded(1.0, 0.0)  # mocap: elbow angle (rad) above which the gripper closes
     max_chunks: int = bounded(0, 0)  # 0: all; else keep the first max_chunks of each split (tests)
+    path: str = ""  # lerobot: the demonstration table's folder
 
 
 def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
@@ -96,19 +100,29 @@ def mocap_episodes(cfg: ActionDataConfig) -> list[np.ndarray]:
     return [read_mocap_arm(f, side, cfg.fps, cfg.gripper_threshold) for f in files for side in ("right", "left")]
 
 
-def metaworld_episodes(cfg: ActionDataConfig) -> list[np.ndarray]:
-    try:
-        import metaworld  # noqa: F401
-    except ImportError:
-        raise ConfigError("data.source: 'metaworld' needs the metaworld package, which is not installed; "
-                          "use source 'mocap' for now") from None
-    raise ConfigError("data.source: 'metaworld' expert rollouts are not written yet; use source 'mocap'")
+def lerobot_episodes(cfg: ActionDataConfig) -> list[np.ndarray]:
+    """The `action` column of a LeRobot-style table, one [T, dims] array per episode (frame order kept)."""
+    from datasets import load_from_disk
+
+    folder = Path(cfg.path)
+    if not cfg.path or not (folder / "dataset_info.json").is_file():
+        raise FileNotFoundError(f"data.path: {cfg.path!r} is not a saved datasets folder (record demos first, "
+                                "e.g. `ddm vla demos --config configs/vla_mt10_cpu.yaml`)")
+    table = load_from_disk(str(folder))
+    missing = [c for c in ("action", "episode_index") if c not in table.column_names]
+    if missing:
+        raise ValueError(f"data.path: {folder} has no column(s) {missing}; it has {table.column_names}")
+    columns = table.select_columns(["action", "episode_index"])[:]
+    actions = np.asarray(columns["action"], dtype=np.float64)
+    episode = np.asarray(columns["episode_index"])
+    starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
+    return np.split(actions, starts[1:])
 
 
 # source name -> function(cfg) returning a list of [T, dims] episodes
 SOURCES: dict[str, Callable[[ActionDataConfig], list[np.ndarray]]] = {
     "mocap": mocap_episodes,
-    "metaworld": metaworld_episodes,
+    "lerobot": lerobot_episodes,
 }
 
 

@@ -1,0 +1,150 @@
+"""The typed config of a VLA experiment (`configs/vla_*.yaml`), read by `ddm vla ...`.
+
+    demos:    which expert episodes to record (tasks.vla.demos.DemoConfig fields)
+    encoder:  the frozen encoders' settings (feature tokens per camera)
+    policy:   decoder kind, action chunk, receding horizon, bins, transformer size, sampler
+    train:    ddm.config.TrainConfig (the one trainer)
+    eval:     closed-loop evaluation: tasks, episodes, held-out seeds, workers, GIFs
+    run_dir:  demos, cached features, one policy folder per decoder, results
+
+Every field goes through `ddm.config`: an unknown key, a wrong type or a value out of
+range fails at load with the dotted field named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ddm.config import (ConfigError, DiffusionConfig, SampleConfig, TrainConfig, apply_overrides, bounded,
+                        from_dict, positive, read_yaml)
+
+from .env import ACTION_DIM, DEFAULT_MAX_STEPS, MT10_TASKS, STATE_DIM, check_task
+
+DECODERS = ("diffusion", "autoregressive", "regression")
+EVAL_SEED_START = 10_000  # demonstrations use seeds from demos.seed up; evaluation never goes below this
+
+
+@dataclass
+class DemoSection:
+    tasks: list[str] = field(default_factory=lambda: list(MT10_TASKS))
+    episodes: int = positive(2)  # attempted per task
+    size: int = bounded(84, 16)
+    cameras: list[str] = field(default_factory=lambda: ["corner3", "gripperPOV"])
+    max_steps: int = bounded(DEFAULT_MAX_STEPS, 1, DEFAULT_MAX_STEPS)
+    seed: int = bounded(0, 0)
+    workers: int = positive(1)
+
+    def __post_init__(self) -> None:
+        for i, task in enumerate(self.tasks):
+            try:
+                check_task(task)
+            except ValueError as e:
+                raise ConfigError(f"demos.tasks[{i}]: {e}") from None
+
+
+@dataclass
+class EncoderSection:
+    pool: int = positive(2)  # image features pooled to pool x pool tokens per camera
+    batch_size: int = positive(64)  # images per encoder call while precomputing
+
+
+@dataclass
+class PolicyConfig:
+    """Everything a saved policy needs to rebuild itself (stored in its config.json)."""
+
+    decoder: Literal["diffusion", "autoregressive", "regression"] = "diffusion"
+    cameras: list[str] = field(default_factory=lambda: ["corner3", "gripperPOV"])
+    image_size: int = bounded(84, 16)  # the pixels the policy was trained on (renders at this size)
+    image_tokens: int = positive(4)  # feature tokens per camera (encoder.pool squared)
+    image_dim: int = positive(1280)
+    text_dim: int = positive(384)
+    state_dim: int = positive(STATE_DIM)
+    action_dim: int = positive(ACTION_DIM)
+    gripper_dims: list[int] = field(default_factory=lambda: [ACTION_DIM - 1])
+    chunk: int = positive(8)  # actions per decoded chunk
+    execute: int = positive(4)  # actions executed from each chunk before re-planning (receding horizon)
+    num_bins: int = bounded(64, 2)
+    d_model: int = positive(128)
+    depth: int = positive(4)
+    heads: int = positive(4)
+    mlp_ratio: float = positive(4.0)
+    dropout: float = bounded(0.1, 0.0, 0.9)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sample: SampleConfig = field(default_factory=lambda: SampleConfig(
+        steps=4, order="confidence", temperature=0.0, remasking="recheck", num_samples=1, batch_size=1))
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ConfigError("policy.cameras: give at least one camera")
+        if self.execute > self.chunk:
+            raise ConfigError(f"policy.execute: {self.execute} actions cannot be executed from a chunk of "
+                              f"{self.chunk} (policy.chunk)")
+        if any(not 0 <= d < self.action_dim for d in self.gripper_dims):
+            raise ConfigError(f"policy.gripper_dims: {self.gripper_dims} has a dim outside [0, {self.action_dim})")
+
+
+@dataclass
+class EvalSection:
+    tasks: list[str] = field(default_factory=lambda: list(MT10_TASKS))
+    episodes: int = positive(20)  # per task
+    seed: int = bounded(EVAL_SEED_START, EVAL_SEED_START)  # episode e of every task runs on seed + e
+    max_steps: int = bounded(DEFAULT_MAX_STEPS, 1, DEFAULT_MAX_STEPS)
+    workers: int = positive(2)
+    gifs: int = bounded(3, 0)  # rollout GIFs saved (first episode of the first `gifs` tasks)
+    gif_every: int = positive(2)  # keep every n-th frame in a GIF
+    decoders: list[str] = field(default_factory=lambda: ["diffusion"])  # which trained policies to evaluate
+
+    def __post_init__(self) -> None:
+        for i, task in enumerate(self.tasks):
+            try:
+                check_task(task)
+            except ValueError as e:
+                raise ConfigError(f"eval.tasks[{i}]: {e}") from None
+        for i, name in enumerate(self.decoders):
+            if name not in DECODERS:
+                raise ConfigError(f"eval.decoders[{i}]: {name!r} is not allowed; expected one of {', '.join(DECODERS)}")
+
+
+@dataclass
+class VLAExperiment:
+    demos: DemoSection = field(default_factory=DemoSection)
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+    run_dir: str = "runs/vla"
+
+    def __post_init__(self) -> None:
+        missing = [c for c in self.policy.cameras if c not in self.demos.cameras]
+        if missing:
+            raise ConfigError(f"policy.cameras: {missing} are not recorded by the demos (demos.cameras="
+                              f"{self.demos.cameras})")
+        if self.policy.image_size != self.demos.size:
+            raise ConfigError(f"policy.image_size: {self.policy.image_size} differs from demos.size="
+                              f"{self.demos.size}; the policy sees the pixels the demos were recorded at")
+        if self.policy.image_tokens != self.encoder.pool ** 2:
+            raise ConfigError(f"policy.image_tokens: {self.policy.image_tokens} != encoder.pool^2 = "
+                              f"{self.encoder.pool ** 2}")
+        last_demo_seed = self.demos.seed + self.demos.episodes - 1
+        if last_demo_seed >= self.eval.seed:
+            raise ConfigError(f"eval.seed: {self.eval.seed} overlaps the demonstration seeds "
+                              f"{self.demos.seed}..{last_demo_seed}; evaluation must use unseen scenes")
+
+    # Where things live under run_dir.
+    @property
+    def demos_dir(self) -> Path:
+        return Path(self.run_dir) / "demos"
+
+    @property
+    def features_path(self) -> Path:
+        return Path(self.run_dir) / "features.safetensors"
+
+    def policy_dir(self, decoder: str | None = None) -> Path:
+        return Path(self.run_dir) / f"policy_{decoder or self.policy.decoder}"
+
+
+def load_vla_experiment(path: str | Path, overrides: list[str] = ()) -> VLAExperiment:
+    """The experiment of a YAML file with dotted overrides (e.g. policy.decoder=autoregressive)."""
+    return from_dict(VLAExperiment, apply_overrides(read_yaml(path), list(overrides)))

@@ -1,0 +1,127 @@
+"""Closed-loop evaluation of a saved policy on MT10 tasks, on seeds never used for demonstrations.
+
+Episode e of every task runs on scene `eval.seed + e` (>= 10,000; demos use seeds from
+0), in `workers` spawned processes, each loading the policy and the frozen encoders
+once and running one thread. Results come back in job order, so the table does not
+depend on the number of workers. Prints success per task and on average, decoder
+calls per chunk and milliseconds per action (encoders + decoder, per executed action),
+writes them to <run_dir>/eval_<decoder>.json and a few rollout GIFs to <run_dir>/gifs/.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+from .config import VLAExperiment
+from .env import check_task, instruction
+
+_RUNNER = None  # the policy of this worker process
+
+
+def _init_worker(policy_dir: str, threads: int) -> None:
+    global _RUNNER
+    import torch
+
+    torch.set_num_threads(threads)
+    from .runner import PolicyRunner
+
+    _RUNNER = PolicyRunner.from_pretrained(policy_dir)
+
+
+def _run_job(job: tuple) -> dict:
+    from .rollout import run_episode
+
+    task, seed, max_steps, record_every = job
+    r = run_episode(_RUNNER, task, seed, max_steps, record_every=record_every)
+    return {"task": r.task, "seed": r.seed, "success": r.success, "steps": r.steps, "chunks": r.chunks,
+            "nfe": r.nfe, "policy_seconds": r.policy_seconds, "seconds": r.seconds, "frames": r.frames}
+
+
+def _results(policy_dir: Path, jobs: list[tuple], workers: int):
+    if workers == 1:
+        _init_worker(str(policy_dir), 1)
+        for job in jobs:
+            yield _run_job(job)
+        return
+    # spawn, not fork: a forked child would inherit the parent's GL and OpenMP state.
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(policy_dir), 1)) as pool:
+        yield from pool.imap(_run_job, jobs)
+
+
+def summarise(episodes: list[dict], tasks: list[str]) -> dict:
+    per_task = {}
+    for task in tasks:
+        mine = [e for e in episodes if e["task"] == task]
+        per_task[task] = {"episodes": len(mine), "successes": sum(e["success"] for e in mine),
+                          "success_rate": sum(e["success"] for e in mine) / max(len(mine), 1),
+                          "mean_steps": sum(e["steps"] for e in mine) / max(len(mine), 1)}
+    chunks = sum(e["chunks"] for e in episodes)
+    actions = sum(e["steps"] for e in episodes)
+    return {"tasks": per_task,
+            "average_success": sum(t["success_rate"] for t in per_task.values()) / max(len(per_task), 1),
+            "nfe_per_chunk": sum(e["nfe"] for e in episodes) / max(chunks, 1),
+            "ms_per_action": 1000 * sum(e["policy_seconds"] for e in episodes) / max(actions, 1),
+            "episodes": len(episodes), "actions": actions}
+
+
+def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> dict:
+    """Run the configured episodes with the saved policy of `decoder`; returns (and saves) the summary."""
+    from tqdm import tqdm
+
+    from ddm.io import atomic_write_json
+
+    from .gif import write_gif
+
+    e = exp.eval
+    for task in e.tasks:
+        check_task(task)
+    policy_dir = exp.policy_dir(decoder)
+    if not (policy_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no trained {decoder} policy at {policy_dir}; run `ddm vla train --config ... "
+                                f"--decoders {decoder}` first")
+    gif_tasks = set(e.tasks[:e.gifs])
+    jobs = [(task, e.seed + k, e.max_steps, e.gif_every if (k == 0 and task in gif_tasks) else 0)
+            for task in e.tasks for k in range(e.episodes)]
+    workers = min(e.workers, len(jobs), os.cpu_count() or 1)
+    start = time.perf_counter()
+    episodes = []
+    bar = tqdm(total=len(jobs), desc=f"eval {decoder}", unit="ep", disable=not progress)
+    for result in _results(policy_dir, jobs, workers):
+        frames = result.pop("frames")
+        if frames:
+            status = f"{decoder}, seed {result['seed']}: {'success' if result['success'] else 'failure'}"
+            write_gif(frames, instruction(result["task"]), Path(exp.run_dir) / "gifs" /
+                      f"{decoder}_{result['task']}_seed{result['seed']}.gif", status=status)
+        episodes.append(result)
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(x['success'] for x in episodes)}/{len(episodes)}")
+    bar.close()
+    summary = summarise(episodes, list(e.tasks))
+    summary.update(decoder=decoder, seconds=round(time.perf_counter() - start, 1), workers=workers,
+                   seeds=[e.seed, e.seed + e.episodes - 1], episode_results=episodes)
+    atomic_write_json(Path(exp.run_dir) / f"eval_{decoder}.json", summary)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['decoder']}: {summary['episodes']} episodes on seeds {summary['seeds'][0]}.."
+             f"{summary['seeds'][1]} per task, {summary['seconds']} s ({summary['workers']} workers)"]
+    for task, t in summary["tasks"].items():
+        lines.append(f"  {task:26s} {t['successes']:3d}/{t['episodes']:<3d} {100 * t['success_rate']:5.1f}%"
+                     f"   mean steps {t['mean_steps']:.0f}")
+    lines.append(f"  {'average':26s} {100 * summary['average_success']:13.1f}%")
+    lines.append(f"  decoder calls per chunk {summary['nfe_per_chunk']:.1f}, {summary['ms_per_action']:.2f} ms "
+                 f"per action (encoders + decoder)")
+    return "\n".join(lines)
+
+
+def format_comparison(summaries: list[dict]) -> str:
+    """One row per decoder: the figures the issue asks to set side by side."""
+    lines = [f"  {'decoder':16s} {'success':>8s} {'calls/chunk':>12s} {'ms/action':>10s}"]
+    for s in summaries:
+        lines.append(f"  {s['decoder']:16s} {100 * s['average_success']:7.1f}% {s['nfe_per_chunk']:12.1f} "
+                     f"{s['ms_per_action']:10.2f}")
+    return "\n".join(lines)

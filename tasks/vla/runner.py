@@ -1,0 +1,99 @@
+"""Acting with a trained policy: observation in, one action out, chunks executed with a receding horizon.
+
+    runner = PolicyRunner.from_pretrained("runs/vla/policy_diffusion", action_dim=env.action_space.shape[0])
+    runner.reset()
+    action = runner.act({"observation.images.corner3": img, ..., "observation.state": s, "task": text})
+
+A chunk of `chunk` actions is decoded, its first `execute` are played, then the policy
+re-plans from the new observation (`execute = chunk` plays whole chunks). The runner
+counts what evaluation reports: chunks decoded, decoder calls (NFE) per chunk, and the
+seconds spent encoding and decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .features import ObservationEncoder
+from .policy import VLAPolicy
+
+
+def check_action_dim(policy: VLAPolicy, action_dim: int, where: str = "environment") -> None:
+    if policy.config.action_dim != action_dim:
+        raise ValueError(f"action dimension mismatch: the policy (checkpoint) outputs {policy.config.action_dim}-d "
+                         f"actions, the {where} takes {action_dim}-d actions")
+
+
+@dataclass
+class RunnerStats:
+    actions: int = 0
+    chunks: int = 0
+    nfe: int = 0  # decoder calls, summed over chunks
+    encode_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+    @property
+    def nfe_per_chunk(self) -> float:
+        return self.nfe / max(self.chunks, 1)
+
+    @property
+    def ms_per_action(self) -> float:
+        return 1000 * (self.encode_seconds + self.decode_seconds) / max(self.actions, 1)
+
+
+class PolicyRunner:
+    def __init__(self, policy: VLAPolicy, encoder: ObservationEncoder | None = None, action_dim: int | None = None,
+                 execute: int | None = None, seed: int = 0):
+        if action_dim is not None:
+            check_action_dim(policy, action_dim)
+        self.policy = policy.eval()
+        c = policy.config
+        self.encoder = encoder or ObservationEncoder(c.cameras, pool=int(round(c.image_tokens ** 0.5)))
+        if self.encoder.cameras != list(c.cameras) or self.encoder.image_tokens != c.image_tokens:
+            raise ValueError(f"encoder: cameras {self.encoder.cameras} with {self.encoder.image_tokens} tokens "
+                             f"each, the policy was trained on {c.cameras} with {c.image_tokens}")
+        self.execute = execute or c.execute
+        if not 1 <= self.execute <= c.chunk:
+            raise ValueError(f"execute: {self.execute} is not in [1, {c.chunk}] (the policy's chunk)")
+        self.generator = torch.Generator().manual_seed(seed)
+        self.queue: deque[np.ndarray] = deque()
+        self.stats = RunnerStats()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs) -> "PolicyRunner":
+        return cls(VLAPolicy.from_pretrained(directory), **kwargs)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the queued actions (a new episode); `seed` restarts the decoder's randomness."""
+        self.queue.clear()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    def predict_chunk(self, obs: Mapping) -> np.ndarray:
+        """Observation (one frame or a batch) -> action chunks [B, chunk, dims] (float32)."""
+        start = time.perf_counter()
+        features = self.encoder(obs)
+        mid = time.perf_counter()
+        actions, nfe = self.policy.predict_chunk(features, self.generator)
+        self.stats.encode_seconds += mid - start
+        self.stats.decode_seconds += time.perf_counter() - mid
+        self.stats.chunks += 1
+        self.stats.nfe += nfe
+        return actions.numpy()
+
+    def act(self, obs: Mapping) -> np.ndarray:
+        """The next action [dims] for one observation, re-planning when the executed part of the chunk is used up."""
+        if not self.queue:
+            chunk = self.predict_chunk(obs)
+            if chunk.shape[0] != 1:
+                raise ValueError(f"act: expected one observation, got a batch of {chunk.shape[0]}")
+            self.queue.extend(chunk[0, :self.execute])
+        self.stats.actions += 1
+        return self.queue.popleft()

@@ -1,0 +1,79 @@
+"""Train a policy on the demonstrations through the project's one trainer.
+
+    demos (recorded once) -> frozen features (cached) -> chunks + tokens -> Trainer -> save_pretrained
+
+Every decoder (diffusion and the two baselines) is trained on the same frames, features,
+steps and batch size: only `policy.decoder` differs. The trainer's checkpoints go to
+<run_dir>/train_<decoder> (resumed when present), the final policy to <run_dir>/policy_<decoder>
+(a folder replaced atomically, so it cannot hold the checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from ddm.training import Trainer
+
+from .config import VLAExperiment
+from .data import ChunkDataset, action_chunks, identity_collate
+from .features import dataset_features
+from .policy import VLAPolicy
+
+
+def ensure_demos(exp: VLAExperiment, progress: bool = True) -> Path:
+    """The demo dataset of the experiment, recorded first if it is not there yet."""
+    from .demos import DemoConfig, collect, format_report
+
+    if not (exp.demos_dir / "dataset_info.json").is_file():
+        d = exp.demos
+        cfg = DemoConfig(tasks=list(d.tasks), episodes=d.episodes, size=d.size, cameras=list(d.cameras),
+                         max_steps=d.max_steps, seed=d.seed, workers=d.workers)
+        print(format_report(collect(cfg, exp.demos_dir, progress=progress)))
+    return exp.demos_dir
+
+
+def build_training_data(exp: VLAExperiment, policy: VLAPolicy, progress: bool = True) -> ChunkDataset:
+    """Features of every demo frame, the chunk ahead of it; fits the policy's bins and state scaling."""
+    c = exp.policy
+    feats = dataset_features(ensure_demos(exp, progress), exp.features_path, c.cameras, exp.encoder.pool,
+                             exp.encoder.batch_size, progress=progress)
+    if feats["action"].shape[1] != c.action_dim:
+        raise ValueError(f"policy.action_dim: {c.action_dim}, but the demos' actions have "
+                         f"{feats['action'].shape[1]} dimensions")
+    chunks = action_chunks(feats["action"], feats["episode"], c.chunk)
+    policy.fit_statistics(chunks, feats["state"])
+    ids, normalised = policy.targets(chunks)
+    return ChunkDataset(feats, ids, normalised)
+
+
+def _policy_loss(model, batch, generator):
+    return model(batch, generator)
+
+
+def train_policy(exp: VLAExperiment, decoder: str | None = None, progress: bool = True) -> Path:
+    """Train the policy with `decoder` (default: policy.decoder); returns its saved folder."""
+    cfg = dataclasses.replace(exp.policy, decoder=decoder or exp.policy.decoder)
+    out = exp.policy_dir(cfg.decoder)
+    torch.manual_seed(exp.train.seed)  # the initial weights follow the seed
+    policy = VLAPolicy(cfg)
+    data = build_training_data(exp, policy, progress)
+    print(f"policy ({cfg.decoder}): {policy.num_parameters / 1e6:.2f}M parameters, {len(data)} frames, "
+          f"{exp.train.steps} steps")
+    train_cfg = dataclasses.replace(exp.train, progress=exp.train.progress and progress)
+    trainer = Trainer(policy, _policy_loss, data, train_cfg, Path(exp.run_dir) / f"train_{cfg.decoder}",
+                      collate_fn=identity_collate)
+    start = time.perf_counter()
+    result = trainer.train()
+    if result.interrupted:
+        raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
+    if trainer.ema is not None:
+        trainer.copy_ema_to(policy)
+    policy.eval()
+    policy.save_pretrained(out)
+    loss = "resumed: nothing left to train" if result.loss is None else f"final loss {result.loss:.4f}"
+    print(f"trained {result.step} steps in {time.perf_counter() - start:.0f} s, {loss}; saved {out}")
+    return out

@@ -1,0 +1,70 @@
+"""CI smoke test of the whole VLA path through the `ddm vla` command (configs/vla_smoke.yaml):
+demo generation (1 episode of each of 2 tasks at 64x64), cached features, a tiny policy
+trained for a few seconds, and 2 tasks x 1 short episode of closed-loop evaluation with a
+GIF. It checks the plumbing and the report, not the success rate."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from ddm.cli import main
+from test_vla_env import gl  # noqa: F401  (the GL fixture: fails where offscreen GL is missing)
+
+CONFIG = "configs/vla_smoke.yaml"
+
+
+def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa: F811
+    run = f"run_dir={tmp_path}"
+    assert main(["vla", "train", "--config", CONFIG, run]) == 0
+    out = capsys.readouterr().out
+    assert "2 episodes" in out and "saved" in out
+    assert (tmp_path / "demos" / "demos_report.json").is_file()
+    assert (tmp_path / "policy_diffusion" / "model.safetensors").is_file()
+    report = json.loads((tmp_path / "demos" / "demos_report.json").read_text())
+    assert report["episodes"] == 2 and report["tasks"]["reach-v3"]["kept_seeds"] == [0]
+
+    assert main(["vla", "eval", "--config", CONFIG, run]) == 0
+    out = capsys.readouterr().out
+    assert "reach-v3" in out and "drawer-close-v3" in out and "average" in out
+    assert "decoder calls per chunk 2.0" in out and "ms per action" in out
+    summary = json.loads((tmp_path / "eval_diffusion.json").read_text())
+    assert summary["seeds"] == [10000, 10000] and summary["episodes"] == 2
+    assert [e["steps"] for e in summary["episode_results"]] == [12, 12] or any(
+        e["success"] for e in summary["episode_results"])
+    # 12 actions, 2 executed per chunk of 4: 6 chunks of 2 decoder calls per episode (unless solved early)
+    for e in summary["episode_results"]:
+        assert e["chunks"] == -(-e["steps"] // 2) and e["nfe"] == 2 * e["chunks"]
+    gifs = sorted((tmp_path / "gifs").glob("*.gif"))
+    assert [g.name for g in gifs] == ["diffusion_reach-v3_seed10000.gif"]  # eval.gifs=1: the first task
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames == 5 and gif.width >= 256  # frames 0, 3, 6, 9 and the last; enlarged for the text
+
+    # A second eval reuses the saved policy and features; an unknown task is refused by name.
+    with pytest.raises(SystemExit, match="unknown task 'reach-v2'.*known tasks: reach-v3"):
+        main(["vla", "eval", "--config", CONFIG, run, "eval.tasks=[reach-v2]"])
+
+
+def test_eval_without_a_trained_policy_says_what_to_run(tmp_path):
+    from tasks.vla.config import load_vla_experiment
+    from tasks.vla.evaluate import evaluate_policy
+
+    exp = load_vla_experiment(CONFIG, [f"run_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="no trained autoregressive policy.*ddm vla train"):
+        evaluate_policy(exp, "autoregressive", progress=False)
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_results_of_one(gl, tmp_path):  # noqa: F811
+    from tasks.vla.config import load_vla_experiment
+    from tasks.vla.evaluate import evaluate_policy
+    from tasks.vla.train import train_policy
+
+    exp = load_vla_experiment(CONFIG, [f"run_dir={tmp_path}", "eval.gifs=0"])
+    train_policy(exp, progress=False)
+    results = []
+    for workers in (1, 2):
+        exp.eval.workers = workers
+        results.append([{k: e[k] for k in ("task", "seed", "success", "steps", "nfe")}
+                        for e in evaluate_policy(exp, "diffusion", progress=False)["episode_results"]])
+    assert results[0] == results[1]
