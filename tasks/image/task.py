@@ -58,7 +58,7 @@ class ImageConfig:
     # the unconditional posterior); "inferred": the model first classifies the visible tokens by
     # their class-conditional ELBO (ddm.classify), then fills conditioned on that class.
     inpaint_class: Literal["none", "inferred"] = "inferred"
-    inpaint_class_draws: int = positive(32)  # masking draws of the ELBO per class
+    inpaint_class_draws: int = positive(96)  # masking draws of the ELBO per class (32: 78.0% right, 96: 79.0%)
     inpaint_anchor: float = bounded(0.0, 0.0, 1.0)  # anchoring threshold of committed tokens
 
 
@@ -189,7 +189,7 @@ class ImageTask(Task):
         start = time.perf_counter()
         if t.inpaint_class == "inferred":
             # Any schedule gives a valid ELBO; cosine-spaced draws classified the visible halves better
-            # than the training schedule's linear ones here (78.0% vs 74.5% correct, 32 draws).
+            # than the training schedule's linear ones here (78.0% vs 74.5% correct at 32 draws).
             process = MaskingProcess(get_schedule("cosine"), cfg.model.mask_id)
             scores = class_log_likelihoods(model, fixed.ids, fixed.mask, cfg.model.num_classes, process, generator,
                                            draws=t.inpaint_class_draws)

@@ -69,7 +69,7 @@ def arrow_images(column) -> np.ndarray:
     while pa.types.is_fixed_size_list(values.type):
         shape.append(values.type.list_size)
         values = values.flatten()
-    return values.to_numpy(zero_copy_only=False).reshape(shape)
+    return values.to_numpy(zero_copy_only=False).reshape(shape).copy()  # writable, for torch
 
 
 def _fingerprint(data_dir: Path, cameras, pool: int) -> str:
