@@ -24,7 +24,8 @@ def test_image_encoder_is_frozen_pretrained_and_pools_to_a_grid():
     assert not torch.allclose(enc.net._bn1.running_var, torch.ones_like(enc.net._bn1.running_var))
     # different pictures, different features; one image without a batch axis works too
     assert (a[0] - a[1]).abs().mean() > 1e-3
-    assert torch.allclose(enc(x[0]), a[:1], atol=1e-5)
+    # (batch 1 and batch 2 may take different oneDNN kernels: float32 rounding, about 2e-5 here)
+    assert torch.allclose(enc(x[0]), a[:1], atol=1e-4, rtol=1e-4)
     assert ImageEncoder(pool=1)(x).shape == (2, 1, IMAGE_FEATURE_DIM)
 
 
