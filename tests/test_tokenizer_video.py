@@ -45,7 +45,7 @@ def test_moving_mnist_is_deterministic_and_uses_heldout_digits():
     assert set(digits.ravel()) <= set(heldout_pool) and not set(digits.ravel()) & set(train_pool)
     assert corners.min() >= 0 and corners.max() <= 64 - 28  # bouncing keeps digits on the canvas
     steps = np.abs(np.diff(corners, axis=2)).max()
-    assert 1 <= steps <= 5  # digits move every frame, by a few pixels
+    assert steps in range(1, 6)  # digits move every frame, by a few pixels
 
 
 def test_fold_time_round_trip():

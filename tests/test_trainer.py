@@ -370,3 +370,10 @@ def test_ema_warmup_forgets_the_start_of_a_short_run() -> None:
         ema.update(model, step)
     assert 0.85 < float(ema.shadow["weight"]) < 1.0
     assert ema.decay_at(0) == 0.1 and ema.decay_at(10**6) == 0.999
+
+
+def test_train_to_end_leaves_the_ema_weights_in_the_model(tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, steps=5)
+    trainer.train_to_end()
+    assert_identical(dict(trainer.model.named_parameters()), trainer.ema.state_dict())
+    assert not trainer.model.training

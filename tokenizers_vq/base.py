@@ -129,10 +129,4 @@ class LearnedTokenizer(Tokenizer):
             raise ValueError(f"{type(self).__name__}.fit: a learned tokenizer needs train_config and out_dir")
         eval_fn = (lambda model: model.evaluate(heldout)) if heldout is not None and train_config.eval_every else None
         trainer = Trainer(self, self.loss, train, train_config, out_dir, eval_fn=eval_fn)
-        result = trainer.train()
-        if result.interrupted:
-            raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
-        if trainer.ema is not None:
-            trainer.copy_ema_to(self)
-        self.eval()
-        return result.metrics
+        return trainer.train_to_end().metrics

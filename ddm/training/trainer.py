@@ -132,6 +132,18 @@ class Trainer:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    def train_to_end(self) -> TrainResult:
+        """Train, then leave the weights to use in the model: the EMA weights when EMA is on.
+        An interruption raises KeyboardInterrupt (its checkpoint is saved), so a caller never
+        saves a half-trained model as if it were finished."""
+        result = self.train()
+        if result.interrupted:
+            raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
+        if self.ema is not None:
+            self.ema.copy_to(self.model)
+        self.model.eval()
+        return result
+
     def copy_ema_to(self, model: nn.Module) -> None:
         """Load the EMA weights into `model` (e.g. a fresh copy for sampling)."""
         if self.ema is None:

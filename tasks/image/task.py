@@ -224,11 +224,9 @@ class ImageTask(Task):
               f"{self.config.train.steps} steps)")
         trainer = Trainer(model, AutoregressiveObjective(self.config.diffusion.cond_dropout), self.train_dataset(),
                           self.config.train, self.run_dir / "baseline", tokens_per_example=model.config.seq_len)
-        trainer.train()
-        if trainer.ema is not None:
-            trainer.copy_ema_to(model)
+        trainer.train_to_end()  # an interrupted baseline is never saved as finished
         model.save_pretrained(directory)
-        return model.eval()
+        return model
 
     def quality(self, images: torch.Tensor, classes: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
         predicted, feats = self.classifier.predict(images)

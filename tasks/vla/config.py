@@ -26,6 +26,14 @@ DECODERS = ("diffusion", "autoregressive", "regression")
 EVAL_SEED_START = 10_000  # demonstrations use seeds from demos.seed up; evaluation never goes below this
 
 
+def _check_tasks(tasks: list[str], where: str) -> None:
+    for i, task in enumerate(tasks):
+        try:
+            check_task(task)
+        except ValueError as e:
+            raise ConfigError(f"{where}[{i}]: {e}") from None
+
+
 @dataclass
 class DemoSection:
     tasks: list[str] = field(default_factory=lambda: list(MT10_TASKS))
@@ -37,11 +45,7 @@ class DemoSection:
     workers: int = positive(1)
 
     def __post_init__(self) -> None:
-        for i, task in enumerate(self.tasks):
-            try:
-                check_task(task)
-            except ValueError as e:
-                raise ConfigError(f"demos.tasks[{i}]: {e}") from None
+        _check_tasks(self.tasks, "demos.tasks")
 
 
 @dataclass
@@ -97,11 +101,7 @@ class EvalSection:
     decoders: list[str] = field(default_factory=lambda: ["diffusion"])  # which trained policies to evaluate
 
     def __post_init__(self) -> None:
-        for i, task in enumerate(self.tasks):
-            try:
-                check_task(task)
-            except ValueError as e:
-                raise ConfigError(f"eval.tasks[{i}]: {e}") from None
+        _check_tasks(self.tasks, "eval.tasks")
         for i, name in enumerate(self.decoders):
             if name not in DECODERS:
                 raise ConfigError(f"eval.decoders[{i}]: {name!r} is not allowed; expected one of {', '.join(DECODERS)}")

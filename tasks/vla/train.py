@@ -67,12 +67,7 @@ def train_policy(exp: VLAExperiment, decoder: str | None = None, progress: bool 
     trainer = Trainer(policy, _policy_loss, data, train_cfg, Path(exp.run_dir) / f"train_{cfg.decoder}",
                       collate_fn=identity_collate)
     start = time.perf_counter()
-    result = trainer.train()
-    if result.interrupted:
-        raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
-    if trainer.ema is not None:
-        trainer.copy_ema_to(policy)
-    policy.eval()
+    result = trainer.train_to_end()
     policy.save_pretrained(out)
     loss = "resumed: nothing left to train" if result.loss is None else f"final loss {result.loss:.4f}"
     print(f"trained {result.step} steps in {time.perf_counter() - start:.0f} s, {loss}; saved {out}")
