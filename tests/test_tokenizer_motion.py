@@ -198,7 +198,8 @@ def test_config_file_and_bad_config():
     cfg = load_tokenizer_experiment(REPO / "configs" / "tokenizers" / "motion.yaml")
     assert cfg.kind == "motion" and cfg.tokenizer.quantizer.kind == "rfsq"
     tok = MotionTokenizer(cfg.tokenizer)
-    assert tok.vocab_size == cfg.tokenizer.quantizer.groups * 1000  # one 8x5x5x5 grid per group
+    q = cfg.tokenizer.quantizer
+    assert tok.vocab_size == q.groups * q.num_quantizers * 1000  # one 8x5x5x5 grid per group and level
     with pytest.raises(ConfigError, match="downsample"):
         MotionTokenizerConfig(downsample=3)
     with pytest.raises(ValueError, match="unknown clip 'moonwalk'"):

@@ -36,11 +36,11 @@ from .stream import TokenStream
 class MotionTokenizerConfig:
     channels: int = positive(64)  # convolution width
     latent_dim: int = positive(64)  # the vector each token quantizes
-    downsample: int = positive(2)  # frames per token step (a power of two)
+    downsample: int = positive(1)  # frames per token step (a power of two; 2 costs 4 degrees held out)
     blocks: int = positive(2)  # residual blocks per resolution
     # a fixed grid per group of 4 latent dims (configs/tokenizers/motion.yaml says why not learned codebooks)
     quantizer: QuantizerConfig = field(
-        default_factory=lambda: QuantizerConfig(kind="rfsq", levels=[8, 5, 5, 5], groups=16, num_quantizers=1))
+        default_factory=lambda: QuantizerConfig(kind="rfsq", levels=[8, 5, 5, 5], groups=16, num_quantizers=2))
 
     def __post_init__(self) -> None:
         if self.downsample & (self.downsample - 1):
