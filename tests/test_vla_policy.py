@@ -170,6 +170,25 @@ def test_runner_executes_k_actions_of_each_chunk_then_replans():
     assert runner.stats.chunks == 4  # a reset drops the rest of the chunk
 
 
+def test_runner_temporal_ensembling_averages_the_open_chunks():
+    from tasks.vla.runner import PolicyRunner
+
+    policy = VLAPolicy(tiny_config("diffusion", chunk=4, execute=2)).eval()
+    for ensemble, expected in [(0.0, [1, 1, 3, 3, 5]), (0.5, None)]:
+        runner = PolicyRunner(policy, encoder=FakeEncoder(), ensemble=ensemble)
+        values = iter([1.0, 3.0, 5.0])
+        runner.predict_chunk = lambda obs: np.full((1, 4, 4), next(values), np.float32)
+        played = [float(runner.act(_obs())[0]) for _ in range(5)]
+        if expected is not None:  # off: the newest chunk alone (the receding horizon)
+            assert played == expected
+            continue
+        w = np.exp(-0.5)  # the previous chunk, one chunk old
+        assert played[:2] == [1.0, 1.0]  # one chunk is open
+        assert np.allclose(played[2:], [(w * 1 + 3) / (w + 1)] * 2 + [(w * 3 + 5) / (w + 1)])
+    with pytest.raises(ValueError, match="ensemble: -1"):
+        PolicyRunner(policy, encoder=FakeEncoder(), ensemble=-1.0)
+
+
 def test_runner_refuses_bad_input():
     from tasks.vla.runner import PolicyRunner
 
@@ -200,3 +219,7 @@ def test_bad_configs_name_the_field():
         load_vla_experiment("configs/vla_smoke.yaml", ["demos.episodes=20000"])
     with pytest.raises(ConfigError, match="policy.cameras"):
         load_vla_experiment("configs/vla_smoke.yaml", ["policy.cameras=[corner2]"])
+    with pytest.raises(ConfigError, match=r"eval.execute: 99 actions cannot be played from a chunk of \d+"):
+        load_vla_experiment("configs/vla_smoke.yaml", ["eval.execute=99"])
+    with pytest.raises(ConfigError, match="eval.ensemble: -1.0 is out of range"):
+        load_vla_experiment("configs/vla_smoke.yaml", ["eval.ensemble=-1"])

@@ -99,6 +99,8 @@ class EvalSection:
     gifs: int = bounded(3, 0)  # rollout GIFs saved (first episode of the first `gifs` tasks)
     gif_every: int = positive(2)  # keep every n-th frame in a GIF
     decoders: list[str] = field(default_factory=lambda: ["diffusion"])  # which trained policies to evaluate
+    execute: int = bounded(0, 0)  # actions played per decoded chunk (0: the policy's own policy.execute)
+    ensemble: float = bounded(0.0, 0.0)  # temporal ensembling of overlapping chunks, exp(-ensemble * age) (0: off)
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "eval.tasks")
@@ -127,6 +129,9 @@ class VLAExperiment:
         if self.policy.image_tokens != self.encoder.pool ** 2:
             raise ConfigError(f"policy.image_tokens: {self.policy.image_tokens} != encoder.pool^2 = "
                               f"{self.encoder.pool ** 2}")
+        if self.eval.execute > self.policy.chunk:
+            raise ConfigError(f"eval.execute: {self.eval.execute} actions cannot be played from a chunk of "
+                              f"{self.policy.chunk} (policy.chunk)")
         last_demo_seed = self.demos.seed + self.demos.episodes - 1
         if last_demo_seed >= self.eval.seed:
             raise ConfigError(f"eval.seed: {self.eval.seed} overlaps the demonstration seeds "

@@ -21,14 +21,14 @@ from .env import check_task, instruction
 _RUNNER = None  # the policy of this worker process
 
 
-def _init_worker(policy_dir: str, threads: int) -> None:
+def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float) -> None:
     global _RUNNER
     import torch
 
     torch.set_num_threads(threads)
     from .runner import PolicyRunner
 
-    _RUNNER = PolicyRunner.from_pretrained(policy_dir)
+    _RUNNER = PolicyRunner.from_pretrained(policy_dir, execute=execute or None, ensemble=ensemble)
 
 
 def _run_job(job: tuple) -> dict:
@@ -40,14 +40,14 @@ def _run_job(job: tuple) -> dict:
             "nfe": r.nfe, "policy_seconds": r.policy_seconds, "seconds": r.seconds, "frames": r.frames}
 
 
-def _results(policy_dir: Path, jobs: list[tuple], workers: int):
+def _results(policy_dir: Path, jobs: list[tuple], workers: int, acting: tuple[int, float]):
     if workers == 1:
-        _init_worker(str(policy_dir), 1)
+        _init_worker(str(policy_dir), 1, *acting)
         for job in jobs:
             yield _run_job(job)
         return
     # spawn, not fork: a forked child would inherit the parent's GL and OpenMP state.
-    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(policy_dir), 1)) as pool:
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(policy_dir), 1, *acting)) as pool:
         yield from pool.imap(_run_job, jobs)
 
 
@@ -89,7 +89,7 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> 
     start = time.perf_counter()
     episodes = []
     bar = tqdm(total=len(jobs), desc=f"eval {decoder}", unit="ep", disable=not progress)
-    for result in _results(policy_dir, jobs, workers):
+    for result in _results(policy_dir, jobs, workers, (e.execute, e.ensemble)):
         frames = result.pop("frames")
         if frames:
             status = f"{decoder}, seed {result['seed']}: {'success' if result['success'] else 'failure'}"
@@ -101,14 +101,17 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> 
     bar.close()
     summary = summarise(episodes, list(e.tasks))
     summary.update(decoder=decoder, seconds=round(time.perf_counter() - start, 1), workers=workers,
+                   execute=e.execute or None, ensemble=e.ensemble,
                    seeds=[e.seed, e.seed + e.episodes - 1], episode_results=episodes)
     atomic_write_json(Path(exp.run_dir) / f"eval_{decoder}.json", summary)
     return summary
 
 
 def format_summary(summary: dict) -> str:
+    acting = "".join([f", {summary['execute']} actions a chunk" if summary.get("execute") else "",
+                      f", temporal ensembling {summary['ensemble']}" if summary.get("ensemble") else ""])
     lines = [f"{summary['decoder']}: {summary['episodes']} episodes on seeds {summary['seeds'][0]}.."
-             f"{summary['seeds'][1]} per task, {summary['seconds']} s ({summary['workers']} workers)"]
+             f"{summary['seeds'][1]} per task, {summary['seconds']} s ({summary['workers']} workers{acting})"]
     for task, t in summary["tasks"].items():
         lines.append(f"  {task:26s} {t['successes']:3d}/{t['episodes']:<3d} {100 * t['success_rate']:5.1f}%"
                      f"   mean steps {t['mean_steps']:.0f}")
