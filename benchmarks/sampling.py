@@ -1,7 +1,7 @@
 """Sampler quality vs NFE on the synthetic task, and the speed of cached condition prefixes.
 
     python benchmarks/sampling.py --oracle            # exact denoiser (OracleDenoiser)
-    python benchmarks/sampling.py --model runs/x/model # a trained MaskedDiffusionTransformer folder
+    python benchmarks/sampling.py --model runs/x/model # a trained folder (sampled with its own schedule)
     python benchmarks/sampling.py --oracle --quick     # a tiny version (seconds)
 
 (1) For each order x count rule x remasking rule at step budgets 4, 8, 16, 64: true NLL of the
@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddm.config import ModelConfig, SampleConfig  # noqa: E402
 from ddm.model import Condition, MaskedDiffusionTransformer  # noqa: E402
-from ddm.sampling import Order, Sampler, build_sampler, sample_many  # noqa: E402
-from ddm.schedules import get_schedule  # noqa: E402
+from ddm.sampling import Order, Sampler, sample_many  # noqa: E402
 from tasks.synthetic.oracle import OracleDenoiser  # noqa: E402
 from tasks.synthetic.source import SourceSpec, UnifilarHMM, empirical_pair_stats, pair_tv  # noqa: E402
 
@@ -67,14 +66,13 @@ def quality_table(model, source: UnifilarHMM, length: int, args) -> None:
           f"entropy {entropy / length:.4f} nats/token; {args.samples} samples per cell")
     print(f"    true samples: NLL/H {true_ratio:.4f}, pair TV (noise floor) {floor:.4f}; "
           "remasking: recheck thr 0.1 / drop 0.3, ReMDM eta 0.05")
-    schedule = get_schedule(args.schedule)
     for budget in args.nfe:
         print(f"\n  step budget {budget}")
         print(f"  {'order      count     remask':<34} {'NFE':>5} {'NLL/H':>7} {'impossible':>10} "
               f"{'pair TV':>8} {'ms/sample':>10}")
         for label, fields in samplers(args.quick):
             cfg = SampleConfig(steps=budget, remask_drop=0.3, **fields)
-            sampler = build_sampler(cfg, process=schedule)
+            sampler = Sampler.from_config(cfg, model.diffusion)  # the model's own training schedule
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the clamp of budget 64 to the length is expected
@@ -139,7 +137,6 @@ def main(argv=None) -> None:
     source_group.add_argument("--oracle", action="store_true", help="use the exact OracleDenoiser")
     p.add_argument("--source-seed", type=int, default=SourceSpec().seed)
     p.add_argument("--length", type=int, default=32)
-    p.add_argument("--schedule", default="loglinear", help="the model's training masking schedule")
     p.add_argument("--samples", type=int, default=800)
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--nfe", type=int, nargs="+", default=[4, 8, 16, 64], help="step budgets")

@@ -8,13 +8,15 @@ Tokens are generated in raster order, one model call per token, with a key/value
     loss_fn = AutoregressiveObjective(cond_dropout=0.1)      # for the one trainer
     result = sample_autoregressive(model, 16, cond=cond, temperature=1.0, generator=g)
 
+Logits processors (`ddm.sampling.constraints`) constrain both, as in the diffusion loop.
+
 The start-of-sequence input is the mask id, which a causal model never sees elsewhere.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from .model import Condition
 from .objectives import condition_from_batch
+from .sampling.constraints import LogitsProcessor, apply_processors
 from .sampling.filters import draw_tokens, filter_logits
 from .sampling.guidance import ClassifierFreeGuidance
 from .sampling.state import SampleResult
@@ -35,8 +38,9 @@ def shift_right(ids: Tensor, start_id: int) -> Tensor:
 class AutoregressiveObjective:
     """`loss_fn(model, batch, generator)`: next-token cross-entropy (nats/token) for the trainer."""
 
-    def __init__(self, cond_dropout: float = 0.0):
+    def __init__(self, cond_dropout: float = 0.0, processors: Sequence[LogitsProcessor] = ()):
         self.cond_dropout = cond_dropout
+        self.processors = processors
 
     def __call__(self, model, batch: Mapping[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
         x0 = batch["ids"]
@@ -44,7 +48,10 @@ class AutoregressiveObjective:
         if cond is not None and self.cond_dropout > 0:
             drop = torch.rand(x0.shape[0], generator=generator, dtype=torch.float64) < self.cond_dropout
             cond = cond.dropped(drop.to(x0.device))
-        logits = model(shift_right(x0, _unwrap(model).config.mask_id), cond=cond).logits
+        mask_id = _unwrap(model).config.mask_id
+        logits = model(shift_right(x0, mask_id), cond=cond).logits
+        # one state cannot stand for every prefix at once: processors see nothing decided here
+        logits = apply_processors(self.processors, logits, torch.full_like(x0, mask_id))
         loss = F.cross_entropy(logits.transpose(1, 2), x0)
         return loss, {"bits_per_token": float(loss.detach()) / math.log(2)}
 
@@ -56,7 +63,8 @@ def _unwrap(model):
 @torch.no_grad()
 def sample_autoregressive(model, num_samples: int | None = None, *, cond: Condition | None = None,
                           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                          guidance_scale: float = 0.0, generator: torch.Generator | None = None) -> SampleResult:
+                          guidance_scale: float = 0.0, generator: torch.Generator | None = None,
+                          processors: Sequence[LogitsProcessor] = ()) -> SampleResult:
     """Raster-order sampling with a key/value cache; NFE = tokens (x2 with guidance)."""
     if not model.config.causal:
         raise ValueError("sample_autoregressive: the model is not causal (model.causal=false)")
@@ -75,7 +83,7 @@ def sample_autoregressive(model, num_samples: int | None = None, *, cond: Condit
     rows = batch * (2 if guidance else 1)
     device = next(model.parameters()).device
     cache = model.encode_prefix(cond) if cond is not None else None
-    ids = torch.empty(batch, n, dtype=torch.long, device=device)
+    ids = torch.full((batch, n), model.config.mask_id, dtype=torch.long, device=device)
     confidence = torch.empty(batch, n, dtype=torch.float64, device=device)
     token = torch.full((rows, 1), model.config.mask_id, dtype=torch.long, device=device)
     for i in range(n):
@@ -83,6 +91,7 @@ def sample_autoregressive(model, num_samples: int | None = None, *, cond: Condit
         logits = out.logits[:, -1]
         if guidance is not None:
             logits = guidance.combine(logits[:, None])[:, 0]
+        logits = apply_processors(processors, logits[:, None], ids, torch.tensor([i], device=device))[:, 0]
         probs = filter_logits(logits, temperature, top_k, top_p).exp()
         ids[:, i] = draw_tokens(probs, generator, greedy=temperature == 0)
         confidence[:, i] = probs.gather(1, ids[:, i:i + 1])[:, 0]

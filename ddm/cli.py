@@ -1,133 +1,132 @@
-"""The `ddm` command.
+"""The `ddm` command: the same verbs for every kind of experiment.
 
-    ddm train  --config configs/synthetic_cpu.yaml [key.sub=value ...]
-    ddm sample --config configs/synthetic_cpu.yaml sample.order=confidence sample.steps=8
-    ddm eval   --config configs/synthetic_cpu.yaml
-    ddm run    --config configs/synthetic_cpu.yaml      # train, then eval (the main job)
+    ddm prepare --config C      build what training stands on (data, tokenizer, demonstrations)
+    ddm train   --config C      train (resumes from the newest checkpoint in run_dir) and save
+    ddm eval    --config C      the task's figures of the trained model
+    ddm sample  --config C      generate and write samples   (or: ddm sample --model DIR, no YAML)
+    ddm run     --config C      train, then eval (the main job)
+    ddm encode / decode --config C --input X --output Y      a tokenizer's inputs <-> ids
+    ddm convert DIR --config C  bring a model folder of an older ddm to the current format
 
-Every verb reads one experiment YAML (see `ddm.task`) and applies the dotted
-overrides after it. Results go under the config's `run_dir`. Other packages add verbs
-(e.g. `ddm tokenizer`, `ddm vla`) through the `ddm.commands` entry-point group: a
-function `register(subparsers)`; the core never imports them.
+Every verb reads one experiment YAML (`ddm.experiment`) and applies the dotted overrides
+after it; results go under the config's `run_dir`. A task (`ddm.task`) decides what each
+verb does for its kind: denoiser tasks, tokenizer fitting, the robot policy.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
-import torch
-import yaml
-
-from .config import ConfigError, SampleConfig, TrainConfig, describe
-from .io import atomic_write_text
-from .task import ExperimentConfig, Task, build_task, experiment_dict, load_experiment
-
-MODEL_DIR = "model"
+from .config import ConfigError, SampleConfig, TrainConfig, describe, to_dict
+from .experiment import experiment_of_folder, load_experiment
+from .registry import RegistryError
+from .task import Task, build_task
 
 
-def _load(args) -> tuple[ExperimentConfig, Task]:
-    cfg = load_experiment(args.config, args.overrides)
-    task = build_task(cfg)
-    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
-    task.prepare(Path(cfg.run_dir))
-    return cfg, task
+def _task(args) -> Task:
+    if args.config:
+        return build_task(load_experiment(args.config, args.overrides))
+    if getattr(args, "model", None):
+        return build_task(experiment_of_folder(args.model, args.overrides))
+    raise ConfigError("give --config (an experiment YAML) or --model (a trained model folder)")
 
 
-def _model_dir(cfg: ExperimentConfig, args) -> Path:
-    return Path(args.model) if getattr(args, "model", None) else Path(cfg.run_dir) / MODEL_DIR
-
-
-def _load_model(cfg: ExperimentConfig, args):
-    from .hub import load_pretrained
-
-    directory = _model_dir(cfg, args)
-    if not directory.exists():
-        raise SystemExit(f"error: no trained model at {directory}; run `ddm train --config {args.config}` "
-                         f"first or pass --model DIR")
-    return load_pretrained(directory, expected_config=cfg.model)
-
-
-def cmd_train(args) -> int:
-    from .training import Trainer
-
-    cfg, task = _load(args)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(experiment_dict(cfg), sort_keys=False))
-    torch.manual_seed(cfg.train.seed)  # the initial weights, like everything else, follow the seed
-    model = task.build_model()
-    # Recorded so that samplers can refuse guidance for a model never trained without its condition.
-    model.trained_cond_dropout = cfg.diffusion.cond_dropout
-    print(f"task {task.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
-          f"run dir {run_dir}")
-    trainer = Trainer(model, task.loss_fn(), task.train_dataset(), cfg.train, run_dir,
-                      eval_fn=task.eval_during_training if cfg.train.eval_every else None,
-                      tokens_per_example=task.tokens_per_example())
-    result = trainer.train()
-    if result.interrupted:
-        print(f"interrupted at step {result.step}; checkpoint saved. Run the same command again to resume.")
-        return 130
-    if not trainer.is_main:  # under `accelerate launch` one process writes the model
-        return 0
-    final = trainer.model
-    if trainer.ema is not None:
-        trainer.copy_ema_to(final)  # the EMA weights are the ones to sample from
-    final.save_pretrained(run_dir / MODEL_DIR)
-    print(f"trained {result.step} steps, final loss {result.loss:.4f}; model saved to {run_dir / MODEL_DIR}")
+def cmd_prepare(args) -> int:
+    _task(args).prepare()
     return 0
 
 
-def cmd_sample(args) -> int:
-    cfg, task = _load(args)
-    model = _load_model(cfg, args)
-    metrics = task.sample(model, Path(cfg.run_dir))
-    for k, v in metrics.items():
-        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+def cmd_train(args) -> int:
+    try:
+        _task(args).train()
+    except KeyboardInterrupt as e:
+        print(f"{e or 'interrupted'}. Run the same command again to resume.", file=sys.stderr)
+        return 130
     return 0
 
 
 def cmd_eval(args) -> int:
-    cfg, task = _load(args)
-    model = _load_model(cfg, args)
-    task.evaluate(model, Path(cfg.run_dir))
+    _task(args).evaluate(args.model)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    for k, v in _task(args).sample(args.model, args.out).items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return 0
 
 
 def cmd_run(args) -> int:
     code = cmd_train(args)
-    if code:
-        return code
-    return cmd_eval(args)
+    return code or cmd_eval(args)
+
+
+def cmd_encode(args) -> int:
+    print(_task(args).encode_file(args.input, args.output, args.model))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    print(_task(args).decode_file(args.input, args.output, args.model))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .hub import config_diff, convert_folder, read_pretrained_config
+
+    exp = load_experiment(args.config, args.overrides)
+    if not hasattr(exp, "diffusion"):
+        raise ConfigError(f"{args.config}: not a denoiser experiment; only denoiser folders need converting")
+    saved = read_pretrained_config(Path(args.directory))["config"]
+    diff = config_diff(to_dict(exp.model), saved)
+    if diff:
+        raise ConfigError(f"{args.directory}: trained with another model config than {args.config}: {'; '.join(diff)}")
+    convert_folder(args.directory, {"diffusion": exp.diffusion, "sample": exp.sample, "task": to_dict(exp.task)})
+    print(f"converted {args.directory}: it now records the diffusion process, sampler and task of {args.config}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ddm", description="Masked discrete diffusion: train, sample and evaluate token-stream models.",
+        prog="ddm", description="Masked discrete diffusion: the same verbs for every experiment (see ddm.cli).",
         epilog="Overrides: any config field as section.field=value, e.g. model.depth=6 train.steps=200 "
                "sample.order=confidence. Values are read as YAML (numbers, true/false, [lists]).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def verb(name: str, fn, help_text: str, model_arg: bool = False, fields: str = ""):
+    def verb(name: str, fn, help_text: str, model: bool = False, config_required: bool = True,
+             fields: str = "") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=fields,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--config", required=True, help="experiment YAML, e.g. configs/synthetic_cpu.yaml")
-        if model_arg:
-            p.add_argument("--model", help="pretrained folder to use instead of <run_dir>/model")
+        p.add_argument("--config", required=config_required,
+                       help="experiment YAML, e.g. configs/tasks/synthetic_cpu.yaml")
+        if model:
+            p.add_argument("--model", help="trained folder to use instead of the run's own")
         p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
         p.set_defaults(fn=fn)
+        return p
 
-    verb("train", cmd_train, "Train the task's model (resumes from the newest checkpoint in run_dir).",
+    verb("prepare", cmd_prepare, "Build what training stands on: data, tokenizer, demonstrations.")
+    verb("train", cmd_train, "Train and save (resumes from the newest checkpoint in run_dir).",
          fields="train fields (defaults):\n" + describe(TrainConfig, "train"))
-    verb("sample", cmd_sample, "Generate samples with the sampler named in the `sample` section.", True,
-         fields="sampler fields (defaults), e.g. sample.order=confidence sample.steps=8:\n"
-                + describe(SampleConfig, "sample"))
-    verb("eval", cmd_eval, "Evaluate a trained model: likelihood, sample quality, speed.", True)
+    verb("eval", cmd_eval, "Evaluate the trained model: likelihood, sample quality, speed.", model=True)
+    sample = verb("sample", cmd_sample, "Generate and write samples; with --model alone, as the folder was trained.",
+                  model=True, config_required=False,
+                  fields="sampler fields (defaults), e.g. sample.order=confidence sample.steps=8:\n"
+                         + describe(SampleConfig, "sample"))
+    sample.add_argument("--out", help="where to write the samples (default: <run_dir>/samples)")
     verb("run", cmd_run, "The main job: train, then evaluate.")
-    for ep in entry_points(group="ddm.commands"):
-        ep.load()(sub)
+    for name, fn, text in (("encode", cmd_encode, "A tokenizer's inputs -> ids."),
+                           ("decode", cmd_decode, "Ids -> a tokenizer's outputs.")):
+        p = verb(name, fn, text, model=True)
+        p.add_argument("--input", required=True)
+        p.add_argument("--output", required=True)
+    convert = sub.add_parser("convert", help="Bring a model folder saved by an older ddm to the current format.")
+    convert.add_argument("directory", help="the model folder")
+    convert.add_argument("--config", required=True, help="the experiment YAML it was trained with")
+    convert.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    convert.set_defaults(fn=cmd_convert)
     return parser
 
 
@@ -135,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ConfigError as e:
+    except (ConfigError, RegistryError) as e:
         print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
 

@@ -1,6 +1,7 @@
 """One config system: typed dataclasses, loaded from YAML, with dotted overrides.
 
-    cfg = load_config("configs/synthetic_cpu.yaml", ["model.depth=6", "train.steps=100"])
+    cfg = from_dict(SampleConfig, {"order": "confidence", "steps": 8}, "sample")
+    experiment = ddm.experiment.load_experiment("configs/tasks/synthetic_cpu.yaml", ["model.depth=6"])
 
 Every field is checked against its annotation when the config is built: an
 unknown key, a wrong type or a value outside the allowed set or range fails at
@@ -42,6 +43,31 @@ def positive(default: Any) -> Any:
 
 def bounded(default: Any, lo: float | None = None, hi: float | None = None) -> Any:
     return field(default=default, metadata=_range(lo, hi))
+
+
+def registered(registry: str, default: Any) -> Any:
+    """A field whose value (or each value of a list) names an entry of a `ddm.registry.Registry`,
+    given by import path (`"ddm.sampling.orders:ORDERS"`) so that configs import no parts."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"registry": registry})
+    return field(default=default, metadata={"registry": registry})
+
+
+def _registry(f: dataclasses.Field):
+    from .registry import import_object
+
+    return import_object(f.metadata["registry"])
+
+
+def _check_registered(f: dataclasses.Field, value: Any, where: str) -> None:
+    from .registry import RegistryError
+
+    registry = _registry(f)
+    for i, name in enumerate(value if isinstance(value, list) else [value]):
+        try:
+            registry.get(name, f"{where}[{i}]" if isinstance(value, list) else where)
+        except RegistryError as e:
+            raise ConfigError(str(e)) from None
 
 
 # --------------------------------------------------------------------------- core configs
@@ -104,7 +130,7 @@ class ModelConfig:
 class DiffusionConfig:
     """The forward (masking) process and the training objective."""
 
-    schedule: Literal["linear", "cosine", "loglinear", "polynomial"] = "loglinear"
+    schedule: str = registered("ddm.schedules:SCHEDULES", "loglinear")  # linear, cosine, loglinear, polynomial
     power: float = positive(2.0)  # exponent of the polynomial schedule
     weighting: Literal["elbo", "flat"] = "elbo"  # MDLM's ELBO weight, or MaskGIT's flat CE
     antithetic: bool = True  # low-discrepancy time sampling
@@ -146,10 +172,10 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """Decoding; `ddm.sampling` documents each part (`ddm.sampling.build_sampler` reads this)."""
+    """Decoding; `ddm.sampling` documents each part (`Sampler.from_config` reads this)."""
 
     steps: int = positive(64)  # step budget per sample (split over blocks); see `count` for clamping
-    order: Literal["random", "confidence", "margin", "entropy"] = "random"  # which masked tokens go first
+    order: str = registered("ddm.sampling.orders:ORDERS", "random")  # which masked tokens go first
     temperature: float = bounded(1.0, 0.0)  # 0: greedy tokens
     num_samples: int = positive(1000)
     batch_size: int = positive(250)
@@ -157,14 +183,14 @@ class SampleConfig:
     # how many tokens per step: a deterministic count from `count_schedule`, MDLM's binomial
     # (each masked token revealed with probability (alpha_s - alpha_t) / (1 - alpha_t)), or
     # every token whose probability exceeds `threshold` (at least enough to finish in `steps`)
-    count: Literal["schedule", "ancestral", "threshold"] = "schedule"
-    count_schedule: Literal["linear", "cosine", "times"] = "linear"  # revealed fraction per step
+    count: str = registered("ddm.sampling.schedules:COUNTS", "schedule")
+    count_schedule: str = registered("ddm.sampling.schedules:STEP_SCHEDULES", "linear")  # revealed fraction per step
     times: list[float] = field(default_factory=list)  # count_schedule=times: model times 1 -> 0 (a learned schedule)
     threshold: float = bounded(0.9, 0.0, 1.0)
     top_k: int = bounded(0, 0)  # 0: off
     top_p: float = bounded(1.0, 0.0, 1.0)  # 1: off; must be > 0
     gumbel_temperature: float = bounded(0.0, 0.0)  # MaskGIT: Gumbel noise on the order scores, annealed to 0
-    remasking: Literal["none", "recheck", "cap", "rescale", "conf"] = "none"
+    remasking: str = registered("ddm.sampling.remasking:REMASKING", "none")
     remask_threshold: float = bounded(0.1, 0.0, 1.0)  # recheck: remask if the current probability < this
     remask_drop: float = bounded(1.0, 0.0, 1.0)  # recheck: remask if it fell by more than this (1: off)
     remask_eta: float = bounded(0.05, 0.0, 1.0)  # ReMDM cap / rescale: eta
@@ -201,7 +227,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
+def convert(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`, converting int -> float and dict -> dataclass."""
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -215,7 +241,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             if option is type(None) and value is None:
                 return None
             try:
-                return _convert(option, value, where)
+                return convert(option, value, where)
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
@@ -223,7 +249,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)[:1]
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -283,9 +309,11 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
             f"{where or 'the top level'}: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _convert(hints[name], value, prefix + name)
+        kwargs[name] = convert(hints[name], value, prefix + name)
         if isinstance(kwargs[name], (int, float)) and not isinstance(kwargs[name], bool):
             _check_range(fields[name], kwargs[name], prefix + name)
+        if "registry" in fields[name].metadata:
+            _check_registered(fields[name], kwargs[name], prefix + name)
     try:
         return cls(**kwargs)
     except ConfigError as e:
@@ -311,7 +339,9 @@ def describe(cls: type, section: str) -> str:
     lines = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"  {section}.{f.name}={default!r}  ({_type_name(hints[f.name])})")
+        allowed = (f"one of {', '.join(_registry(f).names())}" if "registry" in f.metadata
+                   else _type_name(hints[f.name]))
+        lines.append(f"  {section}.{f.name}={default!r}  ({allowed})")
     return "\n".join(lines)
 
 

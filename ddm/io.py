@@ -60,22 +60,30 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterat
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write a file to; on success it is flushed and
+    renamed to `path` in one step, on an exception removed (`path` keeps its old content)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
         _chmod_default(Path(tmp), 0o666)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -11,13 +11,16 @@
 
 A batch is a mapping with `ids` [B, N] and optionally `cond_ids` [B, P] (+ `cond_mask`),
 `classes` [B], `cond_embeddings` [B, M, E], `importance` [B, N] in [0, 1] (priority
-masking) and `values` [B, N, C] (continuous targets).
+masking), `values` [B, N, C] (continuous targets) and `padding` [B, N] bool: positions
+that hold a pad id, which stay visible and are never a target (so the ELBO is per real
+token). Logits processors (`ddm.sampling.constraints`) given to the objective constrain the
+predictions in training as the sampler does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,7 @@ from torch import Tensor
 from .config import DiffusionConfig
 from .model import Condition
 from .process import MaskingProcess
+from .sampling.constraints import LogitsProcessor, apply_processors
 
 LN2 = math.log(2.0)
 
@@ -36,13 +40,26 @@ def condition_from_batch(batch: Mapping[str, Tensor]) -> Condition | None:
     return None if cond.is_empty() else cond
 
 
-def masked_cross_entropy(logits: Tensor, x0: Tensor, masked: Tensor, weight: Tensor | None) -> Tensor:
-    """Per-sequence sum of (weighted) CE over masked positions, divided by the length: [B]."""
+def masked_cross_entropy(logits: Tensor, x0: Tensor, masked: Tensor, weight: Tensor | None,
+                         padding: Tensor | None = None) -> Tensor:
+    """Per-sequence sum of (weighted) CE over masked positions, divided by the length: [B]
+    (the number of real tokens when `padding` marks pad positions)."""
     ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # [B, N]
-    ce = ce * masked
+    ce = torch.where(masked, ce, 0.0)  # not a product: a forbidden (-inf) token elsewhere would give inf * 0
     if weight is not None:
         ce = ce * weight
-    return ce.sum(1) / x0.shape[1]
+    return ce.sum(1) / (x0.shape[1] if padding is None else (~padding).sum(1).clamp_min(1))
+
+
+def corrupt_batch(process: MaskingProcess, batch: Mapping[str, Tensor], t: Tensor,
+                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """x_t ~ q(x_t | x_0) for the batch's `ids`; pad positions stay visible: (x_t, masked)."""
+    x0, padding = batch["ids"], batch.get("padding")
+    xt, masked = process.corrupt(x0, t, generator, batch.get("importance"))
+    if padding is not None:
+        masked = masked & ~padding
+        xt = torch.where(padding, x0, xt)
+    return xt, masked
 
 
 def swap_visible(xt: Tensor, masked: Tensor, rate: float, vocab_size: int, generator: torch.Generator) -> Tensor:
@@ -55,19 +72,21 @@ def swap_visible(xt: Tensor, masked: Tensor, rate: float, vocab_size: int, gener
 class DiffusionObjective:
     """`loss_fn(model, batch, generator) -> (loss, metrics)` for the one trainer."""
 
-    def __init__(self, process: MaskingProcess, cfg: DiffusionConfig):
+    def __init__(self, process: MaskingProcess, cfg: DiffusionConfig, processors: Sequence[LogitsProcessor] = ()):
         self.process = process
         self.cfg = cfg
+        self.processors = processors
 
     def __call__(self, model, batch: Mapping[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
         x0 = batch["ids"]
         b = x0.shape[0]
         t = self.process.sample_times(b, generator, x0.device)
-        importance = batch.get("importance")
-        xt, masked = self.process.corrupt(x0, t, generator, importance)
+        importance, padding = batch.get("importance"), batch.get("padding")
+        xt, masked = corrupt_batch(self.process, batch, t, generator)
+        kept = masked if padding is None else masked | padding  # what visible-token noise leaves alone
         if self.cfg.visible_noise > 0:
             # the mask id equals the vocabulary size
-            xt = swap_visible(xt, masked, self.cfg.visible_noise, self.process.mask_id, generator)
+            xt = swap_visible(xt, kept, self.cfg.visible_noise, self.process.mask_id, generator)
         cond = condition_from_batch(batch)
         if cond is not None and self.cfg.cond_dropout > 0:
             drop = torch.rand(b, generator=generator, dtype=torch.float64) < self.cfg.cond_dropout
@@ -82,19 +101,20 @@ class DiffusionObjective:
             velocity = target_values - noise
 
         out = model(xt, t=t, cond=cond, values=values)
+        logits = apply_processors(self.processors, out.logits, xt)
         if self.cfg.weighting == "elbo":
-            per_seq = masked_cross_entropy(out.logits, x0, masked, self.process.weights(t, importance))
+            per_seq = masked_cross_entropy(logits, x0, masked, self.process.weights(t, importance), padding)
             loss = per_seq.mean()
         else:
-            ce = F.cross_entropy(out.logits.transpose(1, 2), x0, reduction="none")
-            loss = (ce * masked).sum() / masked.sum().clamp_min(1)
+            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+            loss = torch.where(masked, ce, 0.0).sum() / masked.sum().clamp_min(1)
         metrics = {"masked_frac": float(masked.float().mean())}
         if self.cfg.weighting == "elbo":
             metrics["elbo_bits_per_token"] = float(loss.detach()) / LN2
         if self.cfg.visible_noise > 0:
-            visible = ~masked
-            ce = F.cross_entropy(out.logits.transpose(1, 2), x0, reduction="none")
-            visible_ce = (ce * visible).sum() / visible.sum().clamp_min(1)
+            visible = ~kept
+            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+            visible_ce = torch.where(visible, ce, 0.0).sum() / visible.sum().clamp_min(1)
             metrics["visible_ce"] = float(visible_ce.detach())
             loss = loss + self.cfg.visible_weight * visible_ce
 
@@ -109,19 +129,19 @@ class DiffusionObjective:
 @torch.no_grad()
 def elbo_bits_per_token(model, batches, process: MaskingProcess, generator: torch.Generator,
                         repeats: int = 1) -> float:
-    """Monte-Carlo estimate of the negative ELBO in bits per target token (antithetic times)."""
-    total, count = 0.0, 0
+    """Monte-Carlo estimate of the negative ELBO in bits per target token (antithetic times);
+    pad positions (`padding` in a batch) are not tokens."""
+    total, count = 0.0, 0.0
     was_training = model.training
     model.eval()
     for _ in range(repeats):
         for batch in batches:
-            x0 = batch["ids"]
+            x0, padding = batch["ids"], batch.get("padding")
             t = process.sample_times(x0.shape[0], generator, x0.device)
-            importance = batch.get("importance")
-            xt, masked = process.corrupt(x0, t, generator, importance)
+            xt, masked = corrupt_batch(process, batch, t, generator)
             out = model(xt, t=t, cond=condition_from_batch(batch))
-            nelbo = masked_cross_entropy(out.logits, x0, masked, process.weights(t, importance))
-            total += float(nelbo.sum())
-            count += x0.shape[0]
+            nelbo = masked_cross_entropy(out.logits, x0, masked, process.weights(t, batch.get("importance")))
+            total += float(nelbo.sum()) * x0.shape[1]  # nats over the batch
+            count += x0.numel() if padding is None else float((~padding).sum())
     model.train(was_training)
     return total / count / LN2

@@ -21,6 +21,10 @@ import math
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
+SCHEDULES = Registry("masking schedule")
+
 
 class Schedule:
     """alpha(t) and the ELBO weight w(t) = -alpha'(t) / (1 - alpha(t))."""
@@ -44,6 +48,7 @@ class Schedule:
         return f"{type(self).__name__}()"
 
 
+@SCHEDULES.register("linear")
 class LinearSchedule(Schedule):
     name = "linear"
 
@@ -57,6 +62,7 @@ class LinearSchedule(Schedule):
         return 1.0 - alpha
 
 
+@SCHEDULES.register("cosine")
 class CosineSchedule(Schedule):
     name = "cosine"
 
@@ -70,6 +76,7 @@ class CosineSchedule(Schedule):
         return torch.arccos(alpha.clamp(0.0, 1.0)) * (2.0 / math.pi)
 
 
+@SCHEDULES.register("loglinear")
 class LogLinearSchedule(Schedule):
     """MDLM's default: total noise sigma(t) = -log(1 - (1 - eps) t), alpha = exp(-sigma).
 
@@ -92,6 +99,7 @@ class LogLinearSchedule(Schedule):
         return ((1.0 - alpha) / (1.0 - self.eps)).clamp(0.0, 1.0)
 
 
+@SCHEDULES.register("polynomial")
 class PolynomialSchedule(Schedule):
     """alpha = 1 - t**p: p > 1 keeps tokens visible longer (fewer masks early)."""
 
@@ -120,15 +128,8 @@ class PolynomialSchedule(Schedule):
 
 
 def get_schedule(name: str, power: float = 2.0) -> Schedule:
-    if name == "linear":
-        return LinearSchedule()
-    if name == "cosine":
-        return CosineSchedule()
-    if name == "loglinear":
-        return LogLinearSchedule()
-    if name == "polynomial":
-        return PolynomialSchedule(power)
-    raise ValueError(f"unknown schedule {name!r}; expected linear, cosine, loglinear or polynomial")
+    """The registered schedule `name` (`power` goes to the schedules that take one)."""
+    return SCHEDULES.build(name, "diffusion.schedule", power=power)
 
 
 def priority_exponents(importance: Tensor, strength: float) -> Tensor:

@@ -1,174 +1,269 @@
-"""Tasks: what glues a data set, a model and its metrics together, found by name.
+"""Tasks: what the verbs `ddm prepare|train|eval|sample|run --config` do with an experiment.
 
-A task package registers itself under the `ddm.tasks` entry-point group (see
-pyproject.toml), so the core finds `synthetic`, `image`, ... without importing
-them: the arrows point inward (tasks -> ddm).
+A `Task` is one kind of experiment; `DiffusionTask` is the kind every denoiser task
+shares (synthetic, image, your own token data): a data set of token streams, a denoiser
+trained on them through the one trainer and saved as a folder that samples as trained,
+held-out ELBO and samples for `ddm eval`, ids written by `ddm sample`. A task fills its
+data hooks; everything else has a default.
 
-An experiment config is one YAML file:
-
-    task: {name: synthetic, length: 32, ...}   # the task's own typed config
-    model: {...}        # ddm.config.ModelConfig
-    diffusion: {...}    # ddm.config.DiffusionConfig
-    train: {...}        # ddm.config.TrainConfig
-    sample: {...}       # ddm.config.SampleConfig
-    run_dir: runs/synthetic
+    @register_task("mytask")
+    class MyTask(DiffusionTask):
+        Config = MyTaskConfig                    # the `task:` section (has a `name`)
+        def train_dataset(self): ...             # a datasets.Dataset with an `ids` column
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import time
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import save_file
 
-from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, apply_overrides,
-                     from_dict, read_yaml, to_dict)
-from .io import atomic_directory
-from .sampling import build_sampler, sample_many
-from .schedules import get_schedule
+from .config import ConfigError, SampleConfig, from_dict, to_dict
+from .experiment import TASKS, DiffusionExperiment, Experiment
+from .io import atomic_directory, atomic_write_json, atomic_write_text
+
+MODEL_DIR = "model"
+register_task = TASKS.register
 
 
 @dataclass
-class ExperimentConfig:
-    task: Any  # the task's config dataclass (has a `name`)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
-    run_dir: str = "runs/default"
+class TaskConfig:
+    name: str = ""
 
 
 class Task:
-    """Base class of a task. Subclasses set `name` and `Config` and fill the hooks."""
+    """One kind of experiment, registered by name (`@register_task("name")`). Subclasses set
+    `Config` and `Experiment` and the verbs they have."""
 
-    name: str = ""
-    Config: type = object
+    Config: type = TaskConfig  # the `task:` section
+    Experiment: type = Experiment  # the whole YAML
 
-    def __init__(self, config: ExperimentConfig):
+    def __init__(self, config: Experiment):
         self.config = config
+        self.run_dir = Path(config.run_dir)
+        self._prepared = False
 
-    # Hooks ---------------------------------------------------------------
-    def check_config(self) -> None:
-        """Raise ConfigError where the model config does not fit the task's data."""
+    @classmethod
+    def section_types(cls, task_config: Any) -> dict[str, type]:
+        """Types of sections that depend on the task section (e.g. a tokenizer kind's own config)."""
+        return {}
 
-    def prepare(self, run_dir: Path) -> None:
-        """Build what the model stands on before train / sample / eval (e.g. fit the
-        tokenizer into run_dir, or load it); may raise where it does not fit the model."""
+    def check(self) -> None:
+        """Raise ConfigError where sections do not fit together (e.g. model vs task)."""
 
+    def prepare(self) -> None:
+        """Build what the verbs stand on (data, a tokenizer, demonstrations), once per process."""
+        if not self._prepared:
+            self.setup()
+            self._prepared = True
+
+    def setup(self) -> None:
+        """What `prepare` does; fitted things go under run_dir."""
+
+    def _unsupported(self, verb: str) -> ConfigError:
+        return ConfigError(f"task {self.config.task.name!r}: `ddm {verb}` is not defined for this kind of experiment")
+
+    def train(self) -> Any:
+        raise self._unsupported("train")
+
+    def evaluate(self, model_dir: str | Path | None = None) -> dict[str, float]:
+        raise self._unsupported("eval")
+
+    def sample(self, model_dir: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
+        raise self._unsupported("sample")
+
+    def encode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
+        raise self._unsupported("encode")
+
+    def decode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
+        raise self._unsupported("decode")
+
+
+def build_task(config: Experiment) -> Task:
+    from .experiment import task_class
+
+    task = task_class(config.task.name)(config)
+    task.check()
+    return task
+
+
+class DiffusionTask(Task):
+    """A masked-diffusion denoiser on a task's token streams; see the module docstring."""
+
+    Experiment = DiffusionExperiment
+
+    # ------------------------------------------------------------------ data hooks
     def train_dataset(self):
-        """A map-style data set (a `datasets.Dataset` in torch format) of training examples."""
-        raise NotImplementedError
+        """A map-style data set (a `datasets.Dataset` in torch format) with `ids` and optional
+        `classes`, `cond_ids` (+ `cond_mask`), `padding` (see `ddm.objectives`)."""
+        raise NotImplementedError(f"{type(self).__name__}.train_dataset")
 
-    def build_model(self) -> torch.nn.Module:
-        from .model import build_denoiser
+    def eval_dataset(self):
+        """Held-out examples in the training set's format (None: no held-out ELBO)."""
+        return None
 
-        return build_denoiser(self.config.model)
-
-    def loss_fn(self):
-        from .objectives import DiffusionObjective
-        from .process import MaskingProcess
-
-        return DiffusionObjective(MaskingProcess.from_config(self.config.diffusion, self.config.model.mask_id),
-                                  self.config.diffusion)
-
-    def tokens_per_example(self) -> int:
-        return self.config.model.seq_len
+    def processors(self) -> list:
+        """Logits processors (`ddm.sampling.constraints`) for training and sampling alike."""
+        return []
 
     def sample_conditions(self, n: int):
         """The `Condition` for n samples (None: unconditional)."""
+        return None
+
+    def sample_fixed(self, n: int):
+        """Tokens every sample keeps (a `Fixed`, e.g. the padding of a chosen length), or None."""
         return None
 
     def sample_metrics(self, ids: torch.Tensor, cond) -> dict[str, float]:
         """What the task can say about samples `ids` drawn under `cond`."""
         return {}
 
-    def generate(self, model: torch.nn.Module, **sampler_overrides):
-        """Draw `sample.num_samples` samples with the configured sampler.
+    def write_samples(self, ids: torch.Tensor, cond, out: Path | None) -> Path:
+        """Save sampled ids (default: run_dir/samples/samples.safetensors, key `ids`)."""
+        folder = Path(out) if out else self.run_dir / "samples"
+        with atomic_directory(folder) as tmp:
+            save_file({"ids": ids.contiguous()}, str(tmp / "samples.safetensors"))
+        return folder / "samples.safetensors"
+
+    def tokens_per_example(self) -> int:
+        return self.config.model.seq_len
+
+    def model_task_section(self) -> dict:
+        """The task section recorded in the model folder (what `ddm sample --model` rebuilds)."""
+        return to_dict(self.config.task)
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> torch.nn.Module:
+        from .model import build_denoiser
+
+        cfg = self.config
+        return build_denoiser(cfg.model, cfg.diffusion, cfg.sample, self.model_task_section())
+
+    def process(self):
+        from .process import MaskingProcess
+
+        return MaskingProcess.from_config(self.config.diffusion, self.config.model.mask_id)
+
+    def loss_fn(self):
+        from .objectives import DiffusionObjective
+
+        return DiffusionObjective(self.process(), self.config.diffusion, self.processors())
+
+    def model_dir(self, model_dir: str | Path | None = None) -> Path:
+        return Path(model_dir) if model_dir else self.run_dir / MODEL_DIR
+
+    def load_model(self, model_dir: str | Path | None = None):
+        """The trained denoiser; its folder must agree with this experiment's model and diffusion."""
+        from .hub import load_pretrained
+
+        directory = self.model_dir(model_dir)
+        if not directory.exists():
+            raise FileNotFoundError(f"no trained model at {directory}; run `ddm train` with this config first "
+                                    f"or pass --model DIR")
+        model = load_pretrained(directory, expected_config=self.config.model)
+        saved, asked = to_dict(model.diffusion), to_dict(self.config.diffusion)
+        differ = [f"diffusion.{k}: the config says {asked[k]!r}, the model was trained with {saved[k]!r}"
+                  for k in asked if asked[k] != saved.get(k)]
+        if differ:
+            raise ConfigError(f"the config contradicts the model at {directory}: {'; '.join(differ)}. A model "
+                              f"samples with the process it was trained with: drop the override, or sample "
+                              f"from the folder alone (`ddm sample --model {directory}`)")
+        return model.eval()
+
+    def train(self):
+        """`ddm train`: train the denoiser (resuming from run_dir) and save run_dir/model."""
+        from .experiment import experiment_dict
+        from .training import Trainer
+
+        self.prepare()
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(experiment_dict(cfg), sort_keys=False))
+        torch.manual_seed(cfg.train.seed)  # the initial weights, like everything else, follow the seed
+        model = self.build_model()
+        print(f"task {cfg.task.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
+              f"run dir {self.run_dir}")
+        trainer = Trainer(model, self.loss_fn(), self.train_dataset(), cfg.train, self.run_dir,
+                          eval_fn=self.eval_during_training if cfg.train.eval_every else None,
+                          tokens_per_example=self.tokens_per_example())
+        result = trainer.train_to_end(save_to=self.run_dir / MODEL_DIR)
+        loss = "nothing left to train" if result.loss is None else f"final loss {result.loss:.4f}"
+        print(f"trained {result.step} steps, {loss}; model saved to {self.run_dir / MODEL_DIR}")
+        return result
+
+    # ------------------------------------------------------------------ sampling
+    def sample_config(self, **overrides: Any) -> SampleConfig:
+        base = self.config.sample
+        return from_dict(SampleConfig, {**to_dict(base), **overrides}, "sample") if overrides else base
+
+    def generate(self, model, **sampler_overrides: Any):
+        """Draw `sample.num_samples` samples with the configured sampler (the model's own schedule).
 
         Returns (SampleResult, condition, seconds)."""
-        cfg = self.config
-        sample_cfg = dataclasses.replace(cfg.sample, **sampler_overrides)
-        sampler = build_sampler(sample_cfg, process=get_schedule(cfg.diffusion.schedule, cfg.diffusion.power))
-        cond = self.sample_conditions(sample_cfg.num_samples)
+        from .sampling import Sampler, sample_many
+
+        cfg = self.sample_config(**sampler_overrides)
+        sampler = Sampler.from_config(cfg, model.diffusion)
+        cond, fixed = self.sample_conditions(cfg.num_samples), self.sample_fixed(cfg.num_samples)
         model.eval()
         start = time.perf_counter()
-        result = sample_many(model, sample_cfg.num_samples, sample_cfg.batch_size, sampler=sampler, cond=cond,
-                             generator=torch.Generator().manual_seed(sample_cfg.seed))
+        result = sample_many(model, cfg.num_samples, cfg.batch_size, sampler=sampler, cond=cond, fixed=fixed,
+                             generator=torch.Generator().manual_seed(cfg.seed), processors=self.processors())
         return result, cond, time.perf_counter() - start
 
-    def sample(self, model: torch.nn.Module, run_dir: Path) -> dict[str, float]:
-        """`ddm sample`: generate, save the ids to run_dir/samples/samples.safetensors, describe them."""
+    def sample(self, model_dir: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
+        """`ddm sample`: generate, write the ids, describe them."""
+        self.prepare()
+        model = self.load_model(model_dir)
         result, cond, seconds = self.generate(model)
-        with atomic_directory(Path(run_dir) / "samples") as tmp:
-            save_file({"ids": result.ids.contiguous()}, str(tmp / "samples.safetensors"))
+        path = self.write_samples(result.ids, cond, Path(out) if out else None)
         n = result.ids.shape[0]
         return {"samples": n, "nfe": result.nfe, "ms_per_sample": 1000 * seconds / n,
-                **self.sample_metrics(result.ids, cond)}
+                **self.sample_metrics(result.ids, cond), "written": str(path)}
 
-    def evaluate(self, model: torch.nn.Module, run_dir: Path) -> dict[str, float]:
-        """Full evaluation (sampling included): returns the metrics and prints a table."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------ evaluation
+    def heldout_elbo(self, model, repeats: int = 1, seed: int = 0, batch_size: int = 500) -> float | None:
+        """Negative ELBO in bits per token on `eval_dataset()` (None where the task has none)."""
+        from .objectives import elbo_bits_per_token
 
-    def eval_during_training(self, model: torch.nn.Module) -> dict[str, float]:
-        """Cheap metrics for periodic evaluation inside the trainer."""
-        return {}
+        data = self.eval_dataset()
+        if data is None:
+            return None
+        device = next(model.parameters()).device
+        batches = [{k: v.to(device) for k, v in data[i:i + batch_size].items()}
+                   for i in range(0, len(data), batch_size)]
+        return elbo_bits_per_token(model, batches, self.process(), torch.Generator().manual_seed(seed), repeats)
 
+    def eval_during_training(self, model) -> dict[str, float]:
+        elbo = self.heldout_elbo(model)
+        return {} if elbo is None else {"heldout_elbo_bits_per_token": elbo}
 
-_TASKS: dict[str, type[Task]] = {}
+    def evaluate(self, model_dir: str | Path | None = None) -> dict[str, float]:
+        """`ddm eval`: the task's figures of the trained model, printed and saved to run_dir/metrics.json."""
+        self.prepare()
+        metrics = self.evaluate_model(self.load_model(model_dir))
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
 
-
-def register_task(cls: type[Task]) -> type[Task]:
-    _TASKS[cls.name] = cls
-    return cls
-
-
-def get_task_class(name: str) -> type[Task]:
-    if name not in _TASKS:
-        for ep in entry_points(group="ddm.tasks"):
-            if ep.name == name:
-                register_task(ep.load())
-    if name not in _TASKS:
-        known = sorted(set(_TASKS) | {ep.name for ep in entry_points(group="ddm.tasks")})
-        raise ConfigError(f"task.name: unknown task {name!r}; known tasks: {', '.join(known) or 'none'}")
-    return _TASKS[name]
-
-
-def build_experiment(data: dict) -> ExperimentConfig:
-    """A typed ExperimentConfig from plain data (YAML + overrides)."""
-    task_data = data.get("task")
-    if not isinstance(task_data, dict) or "name" not in task_data:
-        raise ConfigError("task.name: missing; every experiment names its task")
-    task_cls = get_task_class(task_data["name"])
-    hints = {f.name: f.type for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown config key; allowed keys at the top level: "
-                          f"{', '.join(sorted(hints))}")
-    return ExperimentConfig(
-        task=from_dict(task_cls.Config, task_data, "task"),
-        model=from_dict(ModelConfig, data.get("model"), "model"),
-        diffusion=from_dict(DiffusionConfig, data.get("diffusion"), "diffusion"),
-        train=from_dict(TrainConfig, data.get("train"), "train"),
-        sample=from_dict(SampleConfig, data.get("sample"), "sample"),
-        run_dir=str(data.get("run_dir", "runs/default")),
-    )
-
-
-def load_experiment(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    """Read a YAML experiment, apply `a.b=value` overrides, and check every field."""
-    return build_experiment(apply_overrides(read_yaml(path), list(overrides)))
-
-
-def build_task(config: ExperimentConfig) -> Task:
-    task = get_task_class(config.task.name)(config)
-    task.check_config()
-    return task
-
-
-def experiment_dict(config: ExperimentConfig) -> dict:
-    return to_dict(config)
+    def evaluate_model(self, model) -> dict[str, float]:
+        """Held-out ELBO and a description of samples; tasks with better measures override this."""
+        metrics: dict[str, float] = {}
+        elbo = self.heldout_elbo(model)
+        if elbo is not None:
+            metrics["heldout_elbo_bits_per_token"] = elbo
+        result, cond, seconds = self.generate(model)
+        n = result.ids.shape[0]
+        metrics.update(samples=n, nfe=float(result.nfe), ms_per_sample=1000 * seconds / n,
+                       **self.sample_metrics(result.ids, cond))
+        s = self.config.sample
+        print(f"task {self.config.task.name}: {n} samples, {s.order} order, {s.steps} steps")
+        for key, value in metrics.items():
+            print(f"  {key:<34} {value:.4f}" if isinstance(value, float) and math.isfinite(value) else
+                  f"  {key:<34} {value}")
+        return metrics

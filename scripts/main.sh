@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/ddm run --config configs/image_mnist_cpu.yaml "$@"
+exec .venv/bin/ddm run --config configs/tasks/image_mnist_cpu.yaml "$@"

@@ -79,8 +79,32 @@ def test_failed_save_leaves_the_old_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
-def test_training_facts_travel_with_the_weights(tmp_path):
-    m = trained_like()
-    m.trained_cond_dropout = 0.1
+def test_sections_travel_with_the_weights(tmp_path):
+    from ddm.config import DiffusionConfig, SampleConfig
+
+    m = MaskedDiffusionTransformer(CFG, DiffusionConfig(schedule="cosine", cond_dropout=0.1),
+                                   SampleConfig(steps=8, order="confidence"), task={"name": "image"})
     m.save_pretrained(tmp_path / "m")
-    assert load_pretrained(tmp_path / "m").trained_cond_dropout == 0.1
+    again = load_pretrained(tmp_path / "m")
+    assert again.diffusion == m.diffusion and again.sample == m.sample and again.task == {"name": "image"}
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["format_version"] == 2
+
+
+def test_a_folder_of_the_older_format_says_how_to_convert_it(tmp_path):
+    from ddm.cli import main
+
+    trained_like().save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    old = {"class": meta["class"], "config": meta["config"], "format_version": 1, "training": {}}
+    (tmp_path / "m" / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"format 1.*ddm convert .* --config <the experiment YAML"):
+        load_pretrained(tmp_path / "m")
+    yaml = tmp_path / "exp.yaml"
+    yaml.write_text("task: {name: synthetic, vocab_size: 9, length: 8}\n"
+                    "model: {vocab_size: 9, shape: [8], d_model: 32, depth: 2, heads: 2, num_classes: 3}\n"
+                    "diffusion: {schedule: cosine}\nsample: {steps: 4}\n")
+    assert main(["convert", str(tmp_path / "m"), "--config", str(yaml)]) == 0
+    again = load_pretrained(tmp_path / "m")
+    assert again.diffusion.schedule == "cosine" and again.sample.steps == 4 and again.task["name"] == "synthetic"
+    for (k, a), (_, b) in zip(trained_like().state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), k  # the weights are untouched

@@ -42,7 +42,8 @@ def test_diversity_is_zero_for_copies_and_positive_otherwise():
 
 @pytest.fixture(scope="module")
 def tiny_image_task(tmp_path_factory):
-    from ddm.task import build_task, load_experiment
+    from ddm.experiment import load_experiment
+    from ddm.task import build_task
     from tokenizers_vq.image import ImageTokenizer, ImageTokenizerConfig
     from tokenizers_vq.quantizers import QuantizerConfig
 
@@ -52,12 +53,12 @@ def tiny_image_task(tmp_path_factory):
         codebook_size=16, kmeans_init=False))).save_pretrained(root / "tok")
 
     def make(*overrides):
-        cfg = load_experiment("configs/image_mnist_cpu.yaml", [f"task.tokenizer_path={root / 'tok'}",
+        cfg = load_experiment("configs/tasks/image_mnist_cpu.yaml", [f"task.tokenizer_path={root / 'tok'}",
                                                                "model.vocab_size=16", "model.d_model=32",
                                                                "model.depth=1", f"run_dir={root / 'run'}",
                                                                *overrides])
         task = build_task(cfg)
-        task.prepare(root / "run")
+        task.prepare()
         return task
 
     return make
@@ -75,8 +76,7 @@ def test_image_task_bad_class_and_bad_inpainting_mask(tiny_image_task):
 
     task = tiny_image_task()
     assert task.train_dataset()[0]["ids"].shape == (49,)
-    model = build_denoiser(task.config.model).eval()
-    model.trained_cond_dropout = 0.1  # as if trained for guidance
+    model = build_denoiser(task.config.model, task.config.diffusion).eval()  # trained for guidance (cond_dropout)
     with pytest.raises(ValueError, match="class 12 is unknown"):
         task.generate_images(model, torch.tensor([1, 12]), steps=2)
     with pytest.raises(ValueError, match=r"images: expected \[B, 1, 28, 28\]"):

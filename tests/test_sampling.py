@@ -15,7 +15,7 @@ from ddm.config import ConfigError, ModelConfig, SampleConfig, from_dict
 from ddm.model import Condition, MaskedDiffusionTransformer
 from ddm.sampling import (
     AncestralCount, ClassifierFreeGuidance, Fixed, MeasurementGuidance, Order, ReMDMRemasking, Sampler,
-    SamplingState, StepInfo, ThresholdCount, build_remasking, build_sampler, filter_logits, sample, sample_many,
+    SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample, sample_many,
 )
 from tasks.synthetic.oracle import OracleDenoiser
 from tasks.synthetic.source import SourceSpec, UnifilarHMM, empirical_pair_stats, pair_tv
@@ -47,7 +47,7 @@ class Counting(torch.nn.Module):
         self.model = model
         self.config = model.config
         self.supports_prefix_cache = getattr(model, "supports_prefix_cache", False)
-        self.trained_cond_dropout = getattr(model, "trained_cond_dropout", 0.0)
+        self.diffusion = model.diffusion
         self.calls = 0
         self.rows = 0
 
@@ -81,7 +81,7 @@ def model():
 @pytest.fixture(scope="module")
 def cond_model():
     m = tiny_model(cond_vocab_size=5, cond_len=6, num_classes=3)
-    m.trained_cond_dropout = 0.1
+    m.diffusion.cond_dropout = 0.1  # as if trained for guidance
     return m
 
 
@@ -115,20 +115,20 @@ def test_every_sampler_unmasks_keeps_fixed_and_counts_nfe(model, order, remaskin
                        threshold=0.3, top_k=5, top_p=0.9)
     counted = Counting(model)
     fixed = some_fixed()
-    result = build_sampler(cfg)(counted, B, fixed=fixed, generator=gen(1))
+    result = Sampler.from_config(cfg)(counted, B, fixed=fixed, generator=gen(1))
     assert result.ids.shape == (B, N)
     assert ((result.ids >= 0) & (result.ids < V)).all()  # never the mask id
     assert torch.equal(result.ids[fixed.mask], fixed.ids[fixed.mask])
     assert result.nfe == counted.rows // B == counted.calls
     assert result.nfe in range(1, 7)  # at least one call, at most the 6-step budget
-    again = build_sampler(cfg)(model, B, fixed=fixed, generator=gen(1))
+    again = Sampler.from_config(cfg)(model, B, fixed=fixed, generator=gen(1))
     assert torch.equal(result.ids, again.ids)  # same seed, same sample
 
 
 @pytest.mark.parametrize("block_size,count,remasking", [(4, "schedule", "none"), (5, "threshold", "cap"),
                                                          (4, "ancestral", "conf"), (3, "schedule", "recheck")])
 def test_blocks_decode_left_to_right(model, block_size, count, remasking):
-    sampler = build_sampler(SampleConfig(steps=8, block_size=block_size, count=count, remasking=remasking,
+    sampler = Sampler.from_config(SampleConfig(steps=8, block_size=block_size, count=count, remasking=remasking,
                                          remask_eta=0.5, remask_threshold=0.5, order="confidence"))
     fixed = some_fixed()
     result = sampler(model, B, fixed=fixed, generator=gen(2), return_trace=True)
@@ -356,7 +356,7 @@ def test_explicit_times_schedule(model):
     assert steps.alphas(3) == pytest.approx([0.0, 0.5, 0.8, 1.0])
     finer = steps.alphas(7)
     assert finer[0] == 0.0 and finer[-1] == 1.0 and finer == sorted(finer)
-    sampler = build_sampler(SampleConfig(steps=5, count_schedule="times", times=[1.0, 0.7, 0.3, 0.0]))
+    sampler = Sampler.from_config(SampleConfig(steps=5, count_schedule="times", times=[1.0, 0.7, 0.3, 0.0]))
     result = sampler(model, B, generator=gen())
     assert ((result.ids >= 0) & (result.ids < V)).all() and result.nfe == 5
 
@@ -446,3 +446,4 @@ def test_more_steps_than_tokens_clamps_with_a_warning(model):
     with pytest.warns(UserWarning, match="runs 12 steps"):
         result = Sampler(steps=50)(model, B, generator=gen())
     assert result.nfe == N
+

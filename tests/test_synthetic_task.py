@@ -11,7 +11,8 @@ from ddm.hub import load_pretrained
 from ddm.objectives import elbo_bits_per_token
 from ddm.process import MaskingProcess
 from ddm.schedules import get_schedule
-from ddm.task import build_task, load_experiment
+from ddm.experiment import load_experiment
+from ddm.task import build_task
 from tasks.synthetic.oracle import OracleDenoiser
 
 TINY = ["task.train_size=2000", "task.eval_size=200", "task.elbo_repeats=1", "model.d_model=32",
@@ -24,7 +25,7 @@ TINY = ["task.train_size=2000", "task.eval_size=200", "task.elbo_repeats=1", "mo
 def test_elbo_of_the_exact_denoiser_equals_the_entropy(schedule):
     # The continuous-time ELBO is tight for the true conditionals: E[-ELBO] = H exactly.
     # This checks process, weights and the estimator together.
-    cfg = load_experiment("configs/synthetic_cpu.yaml", ["task.length=12", "model.shape=[12]",
+    cfg = load_experiment("configs/tasks/synthetic_cpu.yaml", ["task.length=12", "model.shape=[12]",
                                                          f"diffusion.schedule={schedule}"])
     task = build_task(cfg)
     oracle = OracleDenoiser(task.source, 12, visible="onehot")
@@ -38,7 +39,7 @@ def test_elbo_of_the_exact_denoiser_equals_the_entropy(schedule):
 
 
 def test_exact_references_and_noise_floor():
-    task = build_task(load_experiment("configs/synthetic_cpu.yaml"))
+    task = build_task(load_experiment("configs/tasks/synthetic_cpu.yaml"))
     h = task.target_entropy_bits()
     assert h >= 1.0  # at least a bit per token
     floor = task.noise_floor(2000)
@@ -47,7 +48,7 @@ def test_exact_references_and_noise_floor():
 
 
 def test_conditional_variant_entropy_is_the_conditional_entropy():
-    task = build_task(load_experiment("configs/synthetic_cond_cpu.yaml"))
+    task = build_task(load_experiment("configs/tasks/synthetic_cond_cpu.yaml"))
     src, t = task.source, task.config.task
     assert task.target_entropy_bits() == pytest.approx(
         (src.entropy(t.prefix_length + t.length) - src.entropy(t.prefix_length)) / t.length / math.log(2))
@@ -59,14 +60,14 @@ def test_mismatched_model_and_task_fail_at_load():
     from ddm.config import ConfigError
 
     with pytest.raises(ConfigError, match="model.vocab_size: 12 does not match task.vocab_size=16"):
-        build_task(load_experiment("configs/synthetic_cpu.yaml", ["model.vocab_size=12"]))
+        build_task(load_experiment("configs/tasks/synthetic_cpu.yaml", ["model.vocab_size=12"]))
     with pytest.raises(ConfigError, match="model.shape"):
-        build_task(load_experiment("configs/synthetic_cpu.yaml", ["model.shape=[16]"]))
+        build_task(load_experiment("configs/tasks/synthetic_cpu.yaml", ["model.shape=[16]"]))
 
 
 def test_cli_train_eval_sample_resume(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["--config", "configs/synthetic_cpu.yaml", f"run_dir={run}", *TINY]
+    args = ["--config", "configs/tasks/synthetic_cpu.yaml", f"run_dir={run}", *TINY]
     assert main(["train", *args]) == 0
     assert (run / "model" / "model.safetensors").is_file() and (run / "checkpoints").is_dir()
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -89,7 +90,7 @@ def test_cli_train_eval_sample_resume(tmp_path, capsys):
 
 def test_cli_refuses_a_checkpoint_from_another_config(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["--config", "configs/synthetic_cpu.yaml", f"run_dir={run}", *TINY]
+    args = ["--config", "configs/tasks/synthetic_cpu.yaml", f"run_dir={run}", *TINY]
     assert main(["train", *args, "train.steps=5"]) == 0
     with pytest.raises(ValueError, match="another config; differing fields: depth: 2 != 1"):
         main(["eval", *args, "model.depth=2"])
@@ -113,7 +114,7 @@ def test_two_process_training_through_the_cli(tmp_path):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "--main_process_port", str(port), "-m", "ddm.cli", "train",
-           "--config", "configs/synthetic_cpu.yaml", f"run_dir={run}",
+           "--config", "configs/tasks/synthetic_cpu.yaml", f"run_dir={run}",
            *[o for o in TINY if not o.startswith("train.steps")], "train.steps=60", "train.lr=3e-3"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

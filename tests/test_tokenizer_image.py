@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
+from ddm.cli import main
 from ddm.config import ConfigError, TrainConfig
+from ddm.experiment import load_experiment
 from tokenizers_vq import QuantizerConfig, load_tokenizer
-from tokenizers_vq.cli import cmd_train, load_tokenizer_experiment
 from tokenizers_vq.data.images import image_splits
 from tokenizers_vq.image import ImageTokenizer, ImageTokenizerConfig
 
@@ -132,15 +133,24 @@ def test_pictures(trained, mnist, tmp_path):
         assert image.size[1] > 2 * 28 and image.mode == "L"
 
 
-def test_configs_load_and_command_trains(tmp_path, capsys):
+def test_configs_load_and_the_front_end_fits_and_evaluates(tmp_path, capsys):
     for name in ("mnist", "animals", "moving_mnist"):
-        load_tokenizer_experiment(REPO / "configs" / "tokenizers" / f"{name}.yaml")
-    args = argparse.Namespace(config=str(REPO / "configs/tokenizers/mnist.yaml"), overrides=[
-        "data.limit=64", "train.steps=2", "train.batch_size=16", "train.progress=false", "tokenizer.width=8",
-        f"out_dir={tmp_path}"])
-    assert cmd_train(args) == 0
+        assert load_experiment(REPO / "configs" / "tokenizers" / f"{name}.yaml").task.name == "tokenizer"
+    args = ["--config", str(REPO / "configs/tokenizers/mnist.yaml"), "data.limit=64", "train.steps=2",
+            "train.batch_size=16", "train.progress=false", "tokenizer.width=8", f"run_dir={tmp_path}"]
+    assert main(["train", *args]) == 0
     out = capsys.readouterr().out
     assert "psnr" in out and "usage" in out and (tmp_path / "reconstructions.png").is_file()
+    assert (tmp_path / "tokenizer" / "model.safetensors").is_file()
+    assert main(["eval", *args]) == 0 and "psnr" in capsys.readouterr().out
+    x = torch.rand(3, 1, 28, 28)
+    save_file({"x": x}, str(tmp_path / "x.safetensors"))
+    assert main(["encode", *args, "--input", str(tmp_path / "x.safetensors"),
+                 "--output", str(tmp_path / "ids.st")]) == 0
+    assert main(["decode", *args, "--input", str(tmp_path / "ids.st"), "--output", str(tmp_path / "y.st")]) == 0
+    assert load_file(str(tmp_path / "y.st"))["x"].shape == x.shape
+    assert main(["train", "--config", str(REPO / "configs/tokenizers/mnist.yaml"), "task.kind=picture"]) == 2
+    assert "task.kind: unknown tokenizer kind 'picture'; registered: action_bins" in capsys.readouterr().err
 
 
 def test_decode_soft_matches_decode_on_one_hot_and_is_differentiable():

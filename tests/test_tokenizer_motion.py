@@ -12,7 +12,7 @@ pytest.importorskip("pybullet_data")
 
 from ddm.config import ConfigError, TrainConfig  # noqa: E402
 from tokenizers_vq import TokenStream, load_tokenizer  # noqa: E402
-from tokenizers_vq.cli import load_tokenizer_experiment  # noqa: E402
+from ddm.experiment import load_experiment  # noqa: E402
 from tokenizers_vq.data.motion import (FEATURE_DIM, MotionDataConfig, build_motion_data, clip_files,  # noqa: E402
                                        features_to_pose, joint_positions, load_clips, mirror, pose_to_features,
                                        read_keyframes, resample)
@@ -195,8 +195,8 @@ def test_bad_input_is_named():
 
 
 def test_config_file_and_bad_config():
-    cfg = load_tokenizer_experiment(REPO / "configs" / "tokenizers" / "motion.yaml")
-    assert cfg.kind == "motion" and cfg.tokenizer.quantizer.kind == "rfsq"
+    cfg = load_experiment(REPO / "configs" / "tokenizers" / "motion.yaml")
+    assert cfg.task.kind == "motion" and cfg.tokenizer.quantizer.kind == "rfsq"
     tok = MotionTokenizer(cfg.tokenizer)
     q = cfg.tokenizer.quantizer
     assert tok.vocab_size == q.groups * q.num_quantizers * 1000  # one 8x5x5x5 grid per group and level

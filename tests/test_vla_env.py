@@ -129,9 +129,10 @@ def test_one_demo_episode_makes_a_lerobot_style_dataset(gl, tmp_path):
     import pyarrow as pa
     from datasets import load_from_disk
 
-    from tasks.vla.demos import DemoConfig, collect
+    from tasks.vla.config import DemoSection
+    from tasks.vla.demos import collect
 
-    cfg = DemoConfig(tasks=["reach-v3"], episodes=1, size=32, max_steps=150)
+    cfg = DemoSection(tasks=["reach-v3"], episodes=1, size=32, max_steps=150)
     report = collect(cfg, tmp_path / "demos", progress=False)
     table = load_from_disk(str(tmp_path / "demos"))
     data = table.with_format("numpy")[:]  # column -> stacked array
@@ -159,26 +160,28 @@ def test_one_demo_episode_makes_a_lerobot_style_dataset(gl, tmp_path):
 
 
 def test_failed_episodes_are_dropped_and_counted(gl, tmp_path):
-    from tasks.vla.demos import DemoConfig, collect
+    from tasks.vla.config import DemoSection
+    from tasks.vla.demos import collect
 
     # Two steps are too few for any expert: every episode fails, nothing is published.
     with pytest.raises(RuntimeError, match="every expert episode failed.*'dropped': 2"):
-        collect(DemoConfig(tasks=["reach-v3"], episodes=2, size=16, max_steps=2), tmp_path / "demos",
+        collect(DemoSection(tasks=["reach-v3"], episodes=2, size=16, max_steps=2), tmp_path / "demos",
                 progress=False)
     assert not (tmp_path / "demos").exists()
     assert list(tmp_path.iterdir()) == []  # no scratch left behind
     with pytest.raises(ValueError, match="unknown task"):
-        collect(DemoConfig(tasks=["reach-v2"]), tmp_path / "x", progress=False)
+        collect(DemoSection(tasks=["reach-v2"]), tmp_path / "x", progress=False)
 
 
 @pytest.mark.slow
 def test_two_workers_record_what_one_worker_records(gl, tmp_path):
     from datasets import load_from_disk
 
-    from tasks.vla.demos import DemoConfig, collect
+    from tasks.vla.config import DemoSection
+    from tasks.vla.demos import collect
 
     for workers in (1, 2):
-        collect(DemoConfig(tasks=["reach-v3", "drawer-close-v3"], episodes=1, size=16, workers=workers),
+        collect(DemoSection(tasks=["reach-v3", "drawer-close-v3"], episodes=1, size=16, workers=workers),
                 tmp_path / f"w{workers}", progress=False)
     one, two = (load_from_disk(str(tmp_path / f"w{w}")).with_format("numpy")[:] for w in (1, 2))
     assert set(one) == set(two)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddm.config import SampleConfig, TrainConfig
+from ddm.config import DiffusionConfig, SampleConfig, TrainConfig
 from ddm.training import Trainer
 from tasks.vla import schema
 from tasks.vla.config import PolicyConfig
@@ -39,10 +39,10 @@ def synthetic_features(n=64, seed=0):
     return feats, chunks, task
 
 
-def train_tiny(decoder, steps=150, seed=0):
+def train_tiny(decoder, steps=150, seed=0, **config):
     torch.manual_seed(seed)
     feats, chunks, task = synthetic_features()
-    policy = VLAPolicy(tiny_config(decoder))
+    policy = VLAPolicy(tiny_config(decoder, **config))
     policy.fit_statistics(chunks, feats["state"])
     data = ChunkDataset(feats, *policy.targets(chunks))
     cfg = TrainConfig(steps=steps, batch_size=32, lr=3e-3, warmup_steps=10, checkpoint_every=0, log_every=50,
@@ -78,9 +78,9 @@ def test_each_decoder_learns_instruction_dependent_chunks(decoder, calls):
 
 
 def test_fewer_decoder_calls_than_a_quarter_of_autoregressive_with_the_shipped_config():
-    from tasks.vla.config import load_vla_experiment
+    from ddm.experiment import load_experiment
 
-    cfg = load_vla_experiment("configs/vla_mt10_cpu.yaml").policy
+    cfg = load_experiment("configs/vla/mt10_cpu.yaml").policy
     assert cfg.sample.steps * 4 <= cfg.chunk * cfg.action_dim  # the diffusion budget vs AR's one call per token
     assert cfg.sample.order == "confidence" and cfg.sample.remasking == "recheck" and cfg.sample.cache_prefix
 
@@ -209,17 +209,32 @@ def test_runner_refuses_bad_input():
 
 def test_bad_configs_name_the_field():
     from ddm.config import ConfigError
-    from tasks.vla.config import load_vla_experiment
+    from ddm.experiment import load_experiment
 
     with pytest.raises(ConfigError, match="policy.execute"):
         tiny_config(execute=5)
     with pytest.raises(ConfigError, match=r"eval.tasks\[0\]: unknown task 'fly-v3'; known tasks: reach-v3"):
-        load_vla_experiment("configs/vla_smoke.yaml", ["eval.tasks=[fly-v3]"])
+        load_experiment("configs/vla/smoke.yaml", ["eval.tasks=[fly-v3]"])
     with pytest.raises(ConfigError, match="eval.seed: .* overlaps the demonstration seeds"):
-        load_vla_experiment("configs/vla_smoke.yaml", ["demos.episodes=20000"])
+        load_experiment("configs/vla/smoke.yaml", ["demos.episodes=20000"])
     with pytest.raises(ConfigError, match="policy.cameras"):
-        load_vla_experiment("configs/vla_smoke.yaml", ["policy.cameras=[corner2]"])
+        load_experiment("configs/vla/smoke.yaml", ["policy.cameras=[corner2]"])
     with pytest.raises(ConfigError, match=r"eval.execute: 99 actions cannot be played from a chunk of \d+"):
-        load_vla_experiment("configs/vla_smoke.yaml", ["eval.execute=99"])
+        load_experiment("configs/vla/smoke.yaml", ["eval.execute=99"])
     with pytest.raises(ConfigError, match="eval.ensemble: -1.0 is out of range"):
-        load_vla_experiment("configs/vla_smoke.yaml", ["eval.ensemble=-1"])
+        load_experiment("configs/vla/smoke.yaml", ["eval.ensemble=-1"])
+    with pytest.raises(ConfigError, match=r"task.decoders\[1\]: unknown VLA action decoder 'flow'; registered: "
+                                          "autoregressive, diffusion, regression"):
+        load_experiment("configs/vla/smoke.yaml", ["task.decoders=[diffusion,flow]"])
+
+
+def test_guidance_works_for_a_policy_trained_with_condition_dropout():
+    # The decoder carries the policy's diffusion section, so guidance sees the trained dropout.
+    policy, feats, *_ = train_tiny("diffusion", steps=5, diffusion=DiffusionConfig(cond_dropout=0.2))
+    policy.config.sample.guidance_scale = 2.0
+    actions, nfe = policy.predict_chunk(batch_features(feats, torch.arange(3)))
+    assert actions.shape[0] == 3 and nfe == 2 * policy.config.sample.steps  # a guided call counts twice
+    untrained = VLAPolicy(tiny_config("diffusion", sample=SampleConfig(steps=2, guidance_scale=2.0))).eval()
+    untrained.fit_statistics(synthetic_features()[1], torch.randn(8, 4))
+    with pytest.raises(ValueError, match="not trained with condition dropout"):
+        untrained.predict_chunk(batch_features(feats, torch.arange(3)))

@@ -1,4 +1,4 @@
-"""CI smoke test of the whole VLA path through the `ddm vla` command (configs/vla_smoke.yaml):
+"""CI smoke test of the whole VLA path through the `ddm` verbs (configs/vla/smoke.yaml):
 demo generation (1 episode of each of 2 tasks at 64x64), cached features, a tiny policy
 trained for a few seconds, and 2 tasks x 1 short episode of closed-loop evaluation with a
 GIF. It checks the plumbing and the report, not the success rate."""
@@ -11,12 +11,12 @@ from PIL import Image
 from ddm.cli import main
 from test_vla_env import gl  # noqa: F401  (the GL fixture: fails where offscreen GL is missing)
 
-CONFIG = "configs/vla_smoke.yaml"
+CONFIG = "configs/vla/smoke.yaml"
 
 
 def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa: F811
     run = f"run_dir={tmp_path}"
-    assert main(["vla", "train", "--config", CONFIG, run]) == 0
+    assert main(["train", "--config", CONFIG, run]) == 0
     out = capsys.readouterr().out
     assert "2 episodes" in out and "saved" in out
     assert (tmp_path / "demos" / "demos_report.json").is_file()
@@ -24,7 +24,7 @@ def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa
     report = json.loads((tmp_path / "demos" / "demos_report.json").read_text())
     assert report["episodes"] == 2 and report["tasks"]["reach-v3"]["kept_seeds"] == [0]
 
-    assert main(["vla", "eval", "--config", CONFIG, run]) == 0
+    assert main(["eval", "--config", CONFIG, run]) == 0
     out = capsys.readouterr().out
     assert "reach-v3" in out and "drawer-close-v3" in out and "average" in out
     assert "decoder calls per chunk 2.0" in out and "ms per action" in out
@@ -41,26 +41,29 @@ def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa
         assert gif.n_frames == 5 and gif.width >= 256  # frames 0, 3, 6, 9 and the last; enlarged for the text
 
     # A second eval reuses the saved policy and features; an unknown task is refused by name.
-    with pytest.raises(SystemExit, match="unknown task 'reach-v2'.*known tasks: reach-v3"):
-        main(["vla", "eval", "--config", CONFIG, run, "eval.tasks=[reach-v2]"])
+    assert main(["eval", "--config", CONFIG, run, "eval.tasks=[reach-v2]"]) == 2
+    assert "eval.tasks[0]: unknown task 'reach-v2'; known tasks: reach-v3" in capsys.readouterr().err
+    assert main(["sample", "--config", CONFIG, run]) == 2  # a robot policy acts; it has no `ddm sample`
+    assert "`ddm sample` is not defined for this kind of experiment" in capsys.readouterr().err
 
 
 def test_eval_without_a_trained_policy_says_what_to_run(tmp_path):
-    from tasks.vla.config import load_vla_experiment
+    from ddm.experiment import load_experiment
     from tasks.vla.evaluate import evaluate_policy
 
-    exp = load_vla_experiment(CONFIG, [f"run_dir={tmp_path}"])
-    with pytest.raises(FileNotFoundError, match="no trained autoregressive policy.*ddm vla train"):
+    exp = load_experiment(CONFIG, [f"run_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError,
+                       match=r"no trained autoregressive policy.*ddm train .*task.decoders=\[autoregressive\]"):
         evaluate_policy(exp, "autoregressive", progress=False)
 
 
 @pytest.mark.slow
 def test_two_workers_give_the_results_of_one(gl, tmp_path):  # noqa: F811
-    from tasks.vla.config import load_vla_experiment
+    from ddm.experiment import load_experiment
     from tasks.vla.evaluate import evaluate_policy
     from tasks.vla.train import train_policy
 
-    exp = load_vla_experiment(CONFIG, [f"run_dir={tmp_path}", "eval.gifs=0"])
+    exp = load_experiment(CONFIG, [f"run_dir={tmp_path}", "eval.gifs=0"])
     train_policy(exp, progress=False)
     results = []
     for workers in (1, 2):

@@ -32,6 +32,7 @@ from .data.actions import ActionDataConfig, build_action_data
 from .quantizers import Quantizer, QuantizerConfig
 from .stats import codebook_stats
 from .stream import TokenStream
+from .registry import TOKENIZERS
 
 
 def _check_normalisation(cfg: Any) -> None:
@@ -112,8 +113,8 @@ class ActionBinConfig:
         _check_normalisation(self)
 
 
+@TOKENIZERS.register("action_bins")
 class ActionBinTokenizer(Tokenizer):
-    kind = "action_bins"
     config_class = ActionBinConfig
     DataConfig = ActionDataConfig
 
@@ -251,8 +252,8 @@ class ActionVQConfig:
         _check_normalisation(self)
 
 
+@TOKENIZERS.register("action_vq")
 class ActionVQTokenizer(LearnedTokenizer):
-    kind = "action_vq"
     config_class = ActionVQConfig
     DataConfig = ActionDataConfig
 
@@ -289,12 +290,12 @@ class ActionVQTokenizer(LearnedTokenizer):
         return nn.functional.mse_loss(x_hat, self.stats.normalise(x.double()).float())
 
     def fit(self, train: Any, train_config: TrainConfig | None = None, out_dir: str | Path | None = None,
-            heldout: Any = None) -> dict[str, float]:
+            heldout: Any = None, save_to: str | Path | None = None) -> dict[str, float]:
         from datasets import Dataset
 
         self.stats.fit(train, "fit: train")
         data = Dataset.from_dict({"x": check_chunks(train, self.config, "fit: train").float().numpy()})
-        return super().fit(data.with_format("torch"), train_config, out_dir, heldout)
+        return super().fit(data.with_format("torch"), train_config, out_dir, heldout, save_to)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> TokenStream:

@@ -11,8 +11,10 @@ model here (fitted statistics are buffers; files such as a text model go through
 `save_files`). `fit` learns what the tokenizer learns: learned ones go through the
 project's one trainer (`LearnedTokenizer`); fixed ones fit statistics or nothing.
 
-For the `ddm tokenizer` command, a tokenizer class also names its data section
-(`DataConfig`, `build_data`), its held-out metrics (`evaluate`) and its pictures.
+For tokenizer experiments (`tokenizers_vq.task`: `ddm train|eval --config
+configs/tokenizers/<name>.yaml`), a tokenizer class also names its data section
+(`DataConfig`, `build_data`), its held-out metrics (`evaluate`) and its pictures. A class
+joins by `@TOKENIZERS.register("kind")` (`tokenizers_vq.registry`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from .stream import TokenStream
 
 
 class Tokenizer(PretrainedModel):
-    kind: str = ""  # the name `ddm tokenizer` configs use
     DataConfig: type = object  # the `data:` section of a tokenizer config
     learned: bool = False  # trains through the project's trainer (needs a `train:` section)
 
@@ -67,7 +68,9 @@ class Tokenizer(PretrainedModel):
 
     # Helpers for subclasses --------------------------------------------------
     def check_ids(self, ids: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
-        """ids as int64 [B, *shape], every id in [0, vocab_size); clear errors otherwise."""
+        """ids (a tensor or a TokenStream) as int64 [B, *shape], every id in [0, vocab_size); clear
+        errors otherwise."""
+        ids = as_ids(ids)
         if not isinstance(ids, torch.Tensor):
             raise TypeError(f"ids: expected a tensor or TokenStream, got {type(ids).__name__}")
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
@@ -122,11 +125,13 @@ class LearnedTokenizer(Tokenizer):
                              "usage": stats["usage"], "perplexity": stats["perplexity"]}
 
     def fit(self, train: Any, train_config: TrainConfig | None = None, out_dir: str | Path | None = None,
-            heldout: Any = None) -> dict[str, float]:
+            heldout: Any = None, save_to: str | Path | None = None) -> dict[str, float]:
+        """Train through the one trainer (checkpoints in out_dir); `save_to`: the pretrained folder
+        it writes when training finishes (never for an interrupted run)."""
         from ddm.training import Trainer
 
         if train_config is None or out_dir is None:
             raise ValueError(f"{type(self).__name__}.fit: a learned tokenizer needs train_config and out_dir")
         eval_fn = (lambda model: model.evaluate(heldout)) if heldout is not None and train_config.eval_every else None
         trainer = Trainer(self, self.loss, train, train_config, out_dir, eval_fn=eval_fn)
-        return trainer.train_to_end().metrics
+        return trainer.train_to_end(save_to=save_to).metrics

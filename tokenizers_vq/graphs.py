@@ -28,6 +28,7 @@ from ddm.config import positive
 from .base import Tokenizer
 from .data.graphs import GraphDataConfig, build_graph_data
 from .stream import TokenStream
+from .registry import TOKENIZERS
 
 
 def _is_int(t: Any) -> bool:
@@ -100,8 +101,8 @@ class GraphConfig:
     edge_attr: str = "type"  # absent: type 1
 
 
+@TOKENIZERS.register("graph")
 class GraphTokenizer(Tokenizer):
-    kind = "graph"
     config_class = GraphConfig
     DataConfig = GraphDataConfig
 

@@ -21,6 +21,7 @@ from .convnets import ConvTokenizer, decoder_2d, encoder_2d, levels_of
 from .data.images import image_splits
 from .pictures import save_rows
 from .quantizers import Quantizer, QuantizerConfig
+from .registry import TOKENIZERS
 
 
 @dataclass
@@ -51,8 +52,8 @@ class ImageDataConfig:
     limit: int = bounded(0, 0)  # keep only the first `limit` examples of each split (0: all)
 
 
+@TOKENIZERS.register("image")
 class ImageTokenizer(ConvTokenizer):
-    kind = "image"
     config_class = ImageTokenizerConfig
     DataConfig = ImageDataConfig
 

@@ -32,6 +32,7 @@ from .base import Tokenizer
 from .data.molecules import MoleculeDataConfig, build_molecule_data
 from .graphs import AdjacencyLayout
 from .stream import TokenStream
+from .registry import TOKENIZERS
 
 BOND_TYPES = ("SINGLE", "DOUBLE", "TRIPLE")  # edge types 1, 2, 3
 ATOM_TYPE = re.compile(r"^([A-Z][a-z]?)([+-]\d+)?(?:H(\d+))?$")
@@ -90,8 +91,8 @@ def canonical(smiles: str) -> str | None:
     return None if mol is None else Chem.MolToSmiles(mol)
 
 
+@TOKENIZERS.register("molecule")
 class MoleculeTokenizer(Tokenizer):
-    kind = "molecule"
     config_class = MoleculeConfig
     DataConfig = MoleculeDataConfig
 

@@ -30,6 +30,7 @@ from .kinematics import geodesic_angle, load_skeleton
 from .quantizers import Quantizer, QuantizerConfig
 from .stats import codebook_stats
 from .stream import TokenStream
+from .registry import TOKENIZERS
 
 
 @dataclass
@@ -67,8 +68,8 @@ def _blocks(channels: int, n: int) -> list[nn.Module]:
     return [ResBlock(channels, 3 ** i) for i in range(n)]
 
 
+@TOKENIZERS.register("motion")
 class MotionTokenizer(LearnedTokenizer):
-    kind = "motion"
     config_class = MotionTokenizerConfig
     DataConfig = MotionDataConfig
 
@@ -147,12 +148,12 @@ class MotionTokenizer(LearnedTokenizer):
         return self._decode_latent(self.quantizer.decode_codes(self.quantizer.ids_to_codes(ids)))
 
     def fit(self, train: Any, train_config: TrainConfig | None = None, out_dir: str | Path | None = None,
-            heldout: Any = None) -> dict[str, float]:
+            heldout: Any = None, save_to: str | Path | None = None) -> dict[str, float]:
         x = torch.as_tensor(train[:]["x"]).reshape(-1, FEATURE_DIM).double()
         self.feature_mean.copy_(x.mean(0).float())
         # a floor: a feature that barely moves in training must not blow up its errors
         self.feature_std.copy_(x.std(0).clamp_min(0.05).float())
-        return super().fit(train, train_config, out_dir, heldout)
+        return super().fit(train, train_config, out_dir, heldout, save_to)
 
     # For the command -------------------------------------------------------
     @classmethod

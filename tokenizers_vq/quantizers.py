@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import nn
 from vector_quantize_pytorch import FSQ, LFQ, GroupedResidualFSQ, ResidualFSQ, ResidualVQ, VectorQuantize
 
-from ddm.config import ConfigError, bounded, positive
+from ddm.config import ConfigError, bounded, positive, registered
+from ddm.registry import Registry
+
+# kind -> build(config, dim) -> a vector-quantize-pytorch module
+QUANTIZERS = Registry("quantizer kind")
 
 
 @dataclass
 class QuantizerConfig:
-    kind: Literal["vq", "rvq", "fsq", "rfsq", "lfq"] = "vq"
+    kind: str = registered("tokenizers_vq.quantizers:QUANTIZERS", "vq")  # vq, rvq, fsq, rfsq, lfq
     codebook_size: int = positive(512)  # vq / rvq (per level) / lfq (a power of two)
     num_quantizers: int = positive(1)  # rvq / rfsq residual levels
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # fsq / rfsq levels per latent dim
@@ -49,30 +52,49 @@ class QuantizerConfig:
                               f"for kind {self.kind!r}")
 
 
+def _vq_args(c: QuantizerConfig, dim: int) -> dict:
+    return dict(dim=dim, codebook_size=c.codebook_size, decay=c.decay, commitment_weight=c.commitment_weight,
+                kmeans_init=c.kmeans_init, threshold_ema_dead_code=c.dead_code_threshold,
+                use_cosine_sim=c.use_cosine_sim, codebook_dim=c.codebook_dim or None)
+
+
+@QUANTIZERS.register("vq")
+def build_vq(config: QuantizerConfig, dim: int) -> nn.Module:
+    return VectorQuantize(**_vq_args(config, dim))
+
+
+@QUANTIZERS.register("rvq")
+def build_rvq(config: QuantizerConfig, dim: int) -> nn.Module:
+    return ResidualVQ(num_quantizers=config.num_quantizers, **_vq_args(config, dim))
+
+
+@QUANTIZERS.register("fsq")
+def build_fsq(config: QuantizerConfig, dim: int) -> nn.Module:
+    return FSQ(levels=list(config.levels), dim=dim)
+
+
+@QUANTIZERS.register("rfsq")
+def build_rfsq(config: QuantizerConfig, dim: int) -> nn.Module:
+    # each level quantizes the previous residual on a grid 1/level finer: no codebook to learn,
+    # no dead codes, and latents unlike the training ones still land on a fine grid
+    if dim % config.groups:
+        raise ConfigError(f"quantizer.groups: {config.groups} does not divide the latent dim {dim}")
+    args = dict(levels=list(config.levels), num_quantizers=config.num_quantizers)
+    if config.groups > 1:
+        return GroupedResidualFSQ(dim=dim, groups=config.groups, **args)
+    return ResidualFSQ(dim=dim, **args)
+
+
+@QUANTIZERS.register("lfq")
+def build_lfq(config: QuantizerConfig, dim: int) -> nn.Module:
+    return LFQ(dim=dim, codebook_size=config.codebook_size, entropy_loss_weight=config.entropy_loss_weight)
+
+
 class Quantizer(nn.Module):
     def __init__(self, config: QuantizerConfig, dim: int) -> None:
         super().__init__()
         self.config = config
-        c = config
-        vq_args = dict(dim=dim, codebook_size=c.codebook_size, decay=c.decay, commitment_weight=c.commitment_weight,
-                       kmeans_init=c.kmeans_init, threshold_ema_dead_code=c.dead_code_threshold,
-                       use_cosine_sim=c.use_cosine_sim, codebook_dim=c.codebook_dim or None)
-        if c.kind == "vq":
-            self.impl = VectorQuantize(**vq_args)
-        elif c.kind == "rvq":
-            self.impl = ResidualVQ(num_quantizers=c.num_quantizers, **vq_args)
-        elif c.kind == "fsq":
-            self.impl = FSQ(levels=list(c.levels), dim=dim)
-        elif c.kind == "rfsq":
-            # each level quantizes the previous residual on a grid 1/level finer: no codebook to learn,
-            # no dead codes, and latents unlike the training ones still land on a fine grid
-            if dim % c.groups:
-                raise ConfigError(f"quantizer.groups: {c.groups} does not divide the latent dim {dim}")
-            rfsq_args = dict(levels=list(c.levels), num_quantizers=c.num_quantizers)
-            self.impl = (GroupedResidualFSQ(dim=dim, groups=c.groups, **rfsq_args) if c.groups > 1
-                         else ResidualFSQ(dim=dim, **rfsq_args))
-        else:
-            self.impl = LFQ(dim=dim, codebook_size=c.codebook_size, entropy_loss_weight=c.entropy_loss_weight)
+        self.impl = QUANTIZERS.build(config.kind, "quantizer.kind", config=config, dim=dim)
 
     @property
     def num_codebooks(self) -> int:

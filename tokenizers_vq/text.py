@@ -20,6 +20,7 @@ from ddm.config import TrainConfig, bounded, positive
 from .base import Tokenizer
 from .data.text import TextDataConfig, build_text_data
 from .stream import TokenStream
+from .registry import TOKENIZERS
 
 PAD = "<pad>"
 MODEL_FILE = "tokenizer.json"
@@ -32,8 +33,8 @@ class TextConfig:
     max_length: int = bounded(0, 0)  # tokens per example after padding (0: the batch's longest)
 
 
+@TOKENIZERS.register("text")
 class TextTokenizer(Tokenizer):
-    kind = "text"
     config_class = TextConfig
     DataConfig = TextDataConfig
 

@@ -24,6 +24,7 @@ from .convnets import ConvTokenizer, ResBlock, decoder_2d, encoder_2d, levels_of
 from .data.moving_mnist import moving_mnist_splits
 from .pictures import save_rows
 from .quantizers import Quantizer, QuantizerConfig
+from .registry import TOKENIZERS
 
 
 @dataclass
@@ -100,8 +101,8 @@ class FramesToVolume(nn.Module):
         return x.reshape(-1, self.steps, *x.shape[1:]).transpose(1, 2)
 
 
+@TOKENIZERS.register("video")
 class VideoTokenizer(ConvTokenizer):
-    kind = "video"
     config_class = VideoTokenizerConfig
     DataConfig = MovingMNISTConfig
 

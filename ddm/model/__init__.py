@@ -1,17 +1,19 @@
 """The denoiser: our transformer, or any `transformers` encoder, behind one interface."""
 
 from .condition import Condition, Prefix
+from .protocol import Denoiser
 from .tokens import DenoiserOutput
 from .transformer import MaskedDiffusionTransformer
 
 
-def build_denoiser(config):
-    """The denoiser named by `config.body` (a `ddm.config.ModelConfig`)."""
+def build_denoiser(config, diffusion=None, sample=None, task=None):
+    """The denoiser named by `config.body` (a `ddm.config.ModelConfig`), carrying the sections
+    it is trained with (`DiffusionConfig`, default `SampleConfig`, the task's config as a dict)."""
     if config.body == "hf":
         from .hf import HFDenoiser  # transformers is imported only when asked for
 
-        return HFDenoiser(config)
-    return MaskedDiffusionTransformer(config)
+        return HFDenoiser(config, diffusion, sample, task)
+    return MaskedDiffusionTransformer(config, diffusion, sample, task)
 
 
-__all__ = ["Condition", "Prefix", "DenoiserOutput", "MaskedDiffusionTransformer", "build_denoiser"]
+__all__ = ["Condition", "Prefix", "Denoiser", "DenoiserOutput", "MaskedDiffusionTransformer", "build_denoiser"]

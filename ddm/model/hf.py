@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, DiffusionConfig, ModelConfig, SampleConfig
 from ..hub import PretrainedModel
 from .condition import Condition, Prefix
+from .protocol import DENOISER_SECTIONS, attach_sections
 from .tokens import ConditionEmbedding, DenoiserOutput, Heads, TargetEmbedding, check_condition, check_inputs
 
 # ModelConfig field -> the standard transformers config attribute it fills when not given.
@@ -98,12 +99,14 @@ class HFDenoiser(PretrainedModel):
     """A `transformers` encoder behind the interface of `MaskedDiffusionTransformer`."""
 
     config_class = ModelConfig
-    training_attributes = ("trained_cond_dropout",)  # read by classifier-free guidance
+    sections = DENOISER_SECTIONS
     supports_prefix_cache = False
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, diffusion: DiffusionConfig | None = None,
+                 sample: SampleConfig | None = None, task: dict | None = None):
         super().__init__()
         self.config = config
+        attach_sections(self, diffusion, sample, task)
         self.encoder = load_encoder(config)
         hidden = getattr(self.encoder.config, "hidden_size", None)
         if hidden != config.d_model:

@@ -14,9 +14,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
+from ..config import DiffusionConfig, ModelConfig, SampleConfig
 from ..hub import PretrainedModel
 from .condition import Condition, Prefix
+from .protocol import DENOISER_SECTIONS, attach_sections
 from .layers import Block, Rotary
 from .tokens import ConditionEmbedding, DenoiserOutput, Heads, TargetEmbedding, check_condition, check_inputs
 
@@ -39,12 +40,14 @@ def prefix_coordinates(length: int, axes: int) -> Tensor:
 
 class MaskedDiffusionTransformer(PretrainedModel):
     config_class = ModelConfig
-    training_attributes = ("trained_cond_dropout",)  # read by classifier-free guidance
+    sections = DENOISER_SECTIONS
     supports_prefix_cache = True
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, diffusion: DiffusionConfig | None = None,
+                 sample: SampleConfig | None = None, task: dict | None = None):
         super().__init__()
         self.config = config
+        attach_sections(self, diffusion, sample, task)
         axes = len(config.shape) if config.positions == "axial" else 1
         self.target_embedding = TargetEmbedding(config)
         self.condition_embedding = ConditionEmbedding(config)

@@ -5,7 +5,7 @@
 w = 0 is the plain conditional sampler (and makes no unconditional call at all); w > 0
 sharpens towards the condition. The unconditional rows use the model's learned null
 condition (`Condition.dropped()`), so the model must have been trained with condition
-dropout; the training code records that as `model.trained_cond_dropout`.
+dropout, which it records in its diffusion section (`model.diffusion.cond_dropout`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ class ClassifierFreeGuidance:
     def check(model, cond: Condition | None) -> None:
         if cond is None or cond.is_empty():
             raise ValueError("guidance: classifier-free guidance needs a condition (cond=None)")
-        if not getattr(model, "trained_cond_dropout", 0.0) > 0:
+        diffusion = getattr(model, "diffusion", None)
+        if not getattr(diffusion, "cond_dropout", 0.0) > 0:
             raise ValueError("guidance: the model was not trained with condition dropout "
-                             "(model.trained_cond_dropout is 0 or unset), so it has no unconditional "
-                             "prediction to guide with; set guidance_scale=0 or train with diffusion.cond_dropout > 0")
+                             "(model.diffusion.cond_dropout is 0), so it has no unconditional prediction to "
+                             "guide with; set guidance_scale=0 or train with diffusion.cond_dropout > 0")
 
     @staticmethod
     def rows(cond: Condition) -> Condition:

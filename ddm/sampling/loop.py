@@ -12,27 +12,31 @@ time-conditioned model gets the time at which its input is most typical.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
+from ..config import DiffusionConfig, SampleConfig, from_dict, to_dict
 from ..model import Condition
-from ..schedules import LogLinearSchedule, Schedule
+from ..schedules import LogLinearSchedule, Schedule, get_schedule
+from .constraints import LogitsProcessor, apply_processors
 from .denoise import Denoise
 from .filters import draw_tokens, filter_logits
 from .guidance import ClassifierFreeGuidance
 from .orders import Order, top_k_positions
 from .posterior import Fixed, MeasurementGuidance, check_fixed
-from .remasking import Remasking
-from .schedules import CountRule, LinearSteps, ScheduleCount, StepSchedule
+from .remasking import Remasking, build_remasking
+from .schedules import CountRule, LinearSteps, ScheduleCount, StepSchedule, build_count, build_step_schedule
 from .state import SampleResult, SamplingState, StepInfo, Trace
 
 
 @dataclass
 class Sampler:
-    """The parts of a sampler; `build_sampler(SampleConfig)` makes one from names."""
+    """The parts of a sampler; `Sampler.from_config(SampleConfig)` makes one from names."""
 
     steps: int = 64  # step budget per sample, split evenly over the blocks
     order: Order = field(default_factory=Order)
@@ -60,17 +64,52 @@ class Sampler:
     def __call__(self, model, num_samples: int | None = None, **kwargs) -> SampleResult:
         return sample(model, num_samples, sampler=self, **kwargs)
 
+    @classmethod
+    def from_config(cls, cfg: SampleConfig, diffusion: DiffusionConfig | None = None) -> "Sampler":
+        """The sampler a `SampleConfig` names, for a model trained with the `DiffusionConfig`
+        `diffusion` (its schedule maps the revealed fraction to the model's time)."""
+        process = get_schedule(diffusion.schedule, diffusion.power) if diffusion is not None else None
+        return cls(steps=cfg.steps, order=Order(cfg.order, cfg.gumbel_temperature),
+                   count=build_count(cfg.count, cfg.threshold),
+                   step_schedule=build_step_schedule(cfg.count_schedule, cfg.times, process),
+                   remasking=build_remasking(cfg.remasking, cfg.remask_threshold, cfg.remask_drop,
+                                             cfg.remask_eta, tuple(cfg.remask_window)),
+                   temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                   guidance_scale=cfg.guidance_scale, block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
+                   reuse_predictions=cfg.reuse_predictions,
+                   **({} if process is None else {"process": process}))
+
+    @classmethod
+    def from_pretrained(cls, model: Any, sample: SampleConfig | None = None, **overrides: Any) -> "Sampler":
+        """The sampler a trained denoiser was saved with: its own diffusion schedule and its default
+        `sample` section (or the `sample` given), with `overrides` of SampleConfig fields (e.g.
+        steps=8). `model` is a loaded denoiser or its folder (read without loading the weights)."""
+        from ..hub import read_folder_sections
+
+        sections = (read_folder_sections(model) if isinstance(model, (str, os.PathLike)) else
+                    {"diffusion": getattr(model, "diffusion", None), "sample": getattr(model, "sample", None)})
+        diffusion, base = sections.get("diffusion"), sample or sections.get("sample")
+        if diffusion is None or base is None:
+            raise ValueError(f"{model if isinstance(model, (str, os.PathLike)) else type(model).__name__}: "
+                             "not a trained denoiser (no diffusion / sample sections); build the sampler from "
+                             "a SampleConfig with Sampler.from_config")
+        if overrides:
+            base = from_dict(SampleConfig, {**to_dict(base), **overrides}, "sample")
+        return cls.from_config(base, diffusion)
+
 
 @torch.no_grad()
 def sample(model, num_samples: int | None = None, *, sampler: Sampler | None = None,
            cond: Condition | None = None, fixed: Fixed | tuple[Tensor, Tensor] | None = None,
            measurement: MeasurementGuidance | None = None, generator: torch.Generator | None = None,
-           return_trace: bool = False) -> SampleResult:
+           processors: Sequence[LogitsProcessor] = (), return_trace: bool = False) -> SampleResult:
     """Decode a batch of fully masked targets (apart from `fixed`) into tokens.
 
     The batch size is `num_samples`, or the rows of `cond` / `fixed` (a single row is
     repeated). `generator` (default: a CPU generator seeded 0) drives every random draw, so
-    the same seed gives the same sample. Call `model.eval()` first if it has dropout.
+    the same seed gives the same sample. `processors` (`ddm.sampling.constraints`) rewrite
+    the logits of every step, e.g. to forbid tokens per position. Call `model.eval()` first
+    if it has dropout.
     """
     sampler = sampler or Sampler()
     cfg = model.config
@@ -105,6 +144,7 @@ def sample(model, num_samples: int | None = None, *, sampler: Sampler | None = N
 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
             logits, continuous = denoise(state.ids, t)
+            logits = apply_processors(processors, logits, state.ids)
             remask = torch.zeros_like(candidates)
             if measurement is not None:
                 logits, weight = measurement(logits, state.ids, state.masked)

@@ -14,19 +14,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..registry import Registry
 from .filters import gumbel
 from .state import StepInfo
 
+# name -> scores(probs [B, N, V], token_p [B, N], generator) -> [B, N], higher goes first
+ORDERS = Registry("sampler order")
 
+
+@ORDERS.register("random")
 def random_scores(probs: Tensor, token_p: Tensor, generator: torch.Generator) -> Tensor:
     return torch.rand(token_p.shape, generator=generator, dtype=torch.float64,
                       device=generator.device).to(token_p.device)
 
 
+@ORDERS.register("confidence")
 def confidence_scores(probs: Tensor, token_p: Tensor, generator: torch.Generator) -> Tensor:
     return token_p.log()  # log so that added Gumbel noise matches MaskGIT
 
 
+@ORDERS.register("margin")
 def margin_scores(probs: Tensor, token_p: Tensor, generator: torch.Generator) -> Tensor:
     if probs.shape[-1] < 2:
         return torch.ones_like(token_p)
@@ -34,18 +41,14 @@ def margin_scores(probs: Tensor, token_p: Tensor, generator: torch.Generator) ->
     return top[..., 0] - top[..., 1]
 
 
+@ORDERS.register("entropy")
 def entropy_scores(probs: Tensor, token_p: Tensor, generator: torch.Generator) -> Tensor:
     return -torch.special.entr(probs).sum(-1)  # entr: 0 log 0 = 0 for filtered-out tokens
 
 
-ORDERS = {"random": random_scores, "confidence": confidence_scores, "margin": margin_scores,
-          "entropy": entropy_scores}
-
-
 class Order:
     def __init__(self, name: str = "random", gumbel_temperature: float = 0.0):
-        if name not in ORDERS:
-            raise ValueError(f"order: unknown {name!r}; expected one of {', '.join(ORDERS)}")
+        self.score_fn = ORDERS.get(name, "order")
         if gumbel_temperature < 0:
             raise ValueError(f"order: gumbel_temperature must be >= 0, got {gumbel_temperature}")
         self.name = name
@@ -53,7 +56,7 @@ class Order:
 
     def scores(self, probs: Tensor, token_p: Tensor, info: StepInfo, generator: torch.Generator) -> Tensor:
         """probs [B, N, V] float64, token_p [B, N] probability of each drawn token -> scores [B, N]."""
-        s = ORDERS[self.name](probs, token_p, generator)
+        s = self.score_fn(probs, token_p, generator)
         temperature = self.gumbel_temperature * (1.0 - info.progress)
         if self.name != "random" and temperature > 0:
             s = s + temperature * gumbel(s.shape, generator, s.device)

@@ -20,9 +20,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..registry import Registry
 from .state import SamplingState, StepInfo
 
+REMASKING = Registry("remasking rule")  # sample.remasking
 
+
+@REMASKING.register("none")
 class Remasking:
     name = "none"
 
@@ -46,6 +50,7 @@ class Remasking:
         return f"{type(self).__name__}(window={list(self.window)})"
 
 
+@REMASKING.register("recheck")
 class RecheckRemasking(Remasking):
     name = "recheck"
 
@@ -61,8 +66,10 @@ class RecheckRemasking(Remasking):
         return (low | dropped) & eligible
 
 
+@REMASKING.register("cap", "rescale", "conf")
 class ReMDMRemasking(Remasking):
-    def __init__(self, mode: str = "cap", eta: float = 0.05, window=(0.0, 1.0)):
+    def __init__(self, name: str = "cap", eta: float = 0.05, window=(0.0, 1.0)):
+        mode = name
         super().__init__(window)
         if mode not in ("cap", "rescale", "conf"):
             raise ValueError(f"ReMDM remasking: unknown mode {mode!r}; expected cap, rescale or conf")
@@ -94,10 +101,4 @@ class ReMDMRemasking(Remasking):
 
 def build_remasking(name: str, threshold: float = 0.1, drop: float = 1.0, eta: float = 0.05,
                     window=(0.0, 1.0)) -> Remasking:
-    if name == "none":
-        return Remasking(window)
-    if name == "recheck":
-        return RecheckRemasking(threshold, drop, window)
-    if name in ("cap", "rescale", "conf"):
-        return ReMDMRemasking(name, eta, window)
-    raise ValueError(f"remasking: unknown {name!r}; expected none, recheck, cap, rescale or conf")
+    return REMASKING.build(name, "sample.remasking", threshold=threshold, drop=drop, eta=eta, window=tuple(window))

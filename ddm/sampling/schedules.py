@@ -28,8 +28,12 @@ import math
 import torch
 from torch import Tensor
 
+from ..registry import Registry
 from ..schedules import LogLinearSchedule, Schedule
 from .state import StepInfo
+
+STEP_SCHEDULES = Registry("step schedule")  # sample.count_schedule
+COUNTS = Registry("count rule")  # sample.count
 
 
 class StepSchedule:
@@ -38,6 +42,7 @@ class StepSchedule:
         raise NotImplementedError
 
 
+@STEP_SCHEDULES.register("linear")
 class LinearSteps(StepSchedule):
     def alphas(self, steps: int) -> list[float]:
         return [i / steps for i in range(steps + 1)]
@@ -46,6 +51,7 @@ class LinearSteps(StepSchedule):
         return "LinearSteps()"
 
 
+@STEP_SCHEDULES.register("cosine")
 class CosineSteps(StepSchedule):
     def alphas(self, steps: int) -> list[float]:
         out = [1.0 - math.cos(0.5 * math.pi * i / steps) for i in range(steps + 1)]
@@ -56,6 +62,7 @@ class CosineSteps(StepSchedule):
         return "CosineSteps()"
 
 
+@STEP_SCHEDULES.register("times")
 class TimeSteps(StepSchedule):
     def __init__(self, times: list[float], process: Schedule | None = None):
         times = [float(t) for t in times]
@@ -93,6 +100,7 @@ class CountRule:
         raise NotImplementedError
 
 
+@COUNTS.register("schedule")
 class ScheduleCount(CountRule):
     name = "schedule"
 
@@ -102,6 +110,7 @@ class ScheduleCount(CountRule):
         return torch.minimum(k.clamp_min(1), info.masked)
 
 
+@COUNTS.register("ancestral")
 class AncestralCount(CountRule):
     name = "ancestral"
 
@@ -118,6 +127,7 @@ class AncestralCount(CountRule):
         return ((u < p[:, None]) & candidates).sum(1)
 
 
+@COUNTS.register("threshold")
 class ThresholdCount(CountRule):
     name = "threshold"
 
@@ -134,20 +144,8 @@ class ThresholdCount(CountRule):
 
 
 def build_step_schedule(name: str, times: list[float] | None = None, process: Schedule | None = None) -> StepSchedule:
-    if name == "linear":
-        return LinearSteps()
-    if name == "cosine":
-        return CosineSteps()
-    if name == "times":
-        return TimeSteps(times or [], process)
-    raise ValueError(f"count_schedule: unknown {name!r}; expected linear, cosine or times")
+    return STEP_SCHEDULES.build(name, "sample.count_schedule", times=times or [], process=process)
 
 
 def build_count(name: str, threshold: float = 0.9) -> CountRule:
-    if name == "schedule":
-        return ScheduleCount()
-    if name == "ancestral":
-        return AncestralCount()
-    if name == "threshold":
-        return ThresholdCount(threshold)
-    raise ValueError(f"count: unknown {name!r}; expected schedule, ancestral or threshold")
+    return COUNTS.build(name, "sample.count", threshold=threshold)

@@ -132,16 +132,21 @@ class Trainer:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
-    def train_to_end(self) -> TrainResult:
-        """Train, then leave the weights to use in the model: the EMA weights when EMA is on.
-        An interruption raises KeyboardInterrupt (its checkpoint is saved), so a caller never
-        saves a half-trained model as if it were finished."""
+    def train_to_end(self, save_to: str | Path | None = None) -> TrainResult:
+        """The one "train, then save" path: train (resuming), leave the weights to use in the
+        model (the EMA weights when EMA is on) and, with `save_to`, write its pretrained folder
+        from the main process only. An interruption raises KeyboardInterrupt after its
+        checkpoint is saved, so a half-trained model is never saved as if it were finished."""
         result = self.train()
         if result.interrupted:
             raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
         if self.ema is not None:
             self.ema.copy_to(self.model)
         self.model.eval()
+        if save_to is not None:
+            if self.is_main:
+                self.model.save_pretrained(save_to)
+            self.accelerator.wait_for_everyone()
         return result
 
     def copy_ema_to(self, model: nn.Module) -> None:

@@ -29,7 +29,6 @@ class ClassifierConfig:
 
 class ImageClassifier(PretrainedModel):
     config_class = ClassifierConfig
-    training_attributes = ("heldout_accuracy",)
 
     def __init__(self, config: ClassifierConfig):
         super().__init__()
@@ -78,12 +77,11 @@ def load_or_train_classifier(directory: Path, images: dict, labels: dict, steps:
     train = [{"x": x, "label": y} for x, y in zip(images["train"], labels["train"])]
     cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=50, weight_decay=1e-4, log_every=250,
                       checkpoint_every=0, seed=seed, progress=False)
-    Trainer(model, classification_loss, train, cfg, directory.parent / f"{directory.name}_training").train()
-    model.eval()
+    # An interrupted run raises (its checkpoint saved) and is never saved as a finished judge.
+    Trainer(model, classification_loss, train, cfg, directory.parent / f"{directory.name}_training"
+            ).train_to_end(save_to=directory)
     predicted, _ = model.predict(images["heldout"])
-    accuracy = float((predicted == labels["heldout"]).float().mean())
-    print(f"classifier: held-out accuracy {accuracy:.4f} on {len(predicted)} real images")
-    model.heldout_accuracy = accuracy
-    model.save_pretrained(directory)
+    print(f"classifier: held-out accuracy {float((predicted == labels['heldout']).float().mean()):.4f} "
+          f"on {len(predicted)} real images")
     return model
 

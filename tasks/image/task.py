@@ -1,6 +1,6 @@
 """The image task: class-conditional masked diffusion over VQ image tokens.
 
-    ddm run --config configs/image_mnist_cpu.yaml
+    ddm run --config configs/tasks/image_mnist_cpu.yaml
 
 `prepare` fits the image tokenizer into <run_dir>/tokenizer (or loads it) and encodes
 the images; `ddm train` trains the class-conditional denoiser (condition dropout, so
@@ -24,14 +24,12 @@ from datasets import Dataset
 from ddm.autoregressive import AutoregressiveObjective, sample_autoregressive
 from ddm.classify import class_log_likelihoods
 from ddm.config import ConfigError, bounded, positive
-from ddm.io import atomic_write_json
 from ddm.model import Condition
 from ddm.process import MaskingProcess
-from ddm.sampling import build_sampler, sample_many
+from ddm.sampling import Sampler, sample_many
 from ddm.schedules import get_schedule
-from ddm.task import Task, register_task
-from tokenizers_vq import load_tokenizer
-from tokenizers_vq.cli import fit_tokenizer, load_tokenizer_experiment
+from ddm.task import DiffusionTask, register_task
+from tokenizers_vq import fit_or_load
 from tokenizers_vq.data.images import image_splits
 
 from . import pictures
@@ -62,13 +60,12 @@ class ImageConfig:
     inpaint_anchor: float = bounded(0.0, 0.0, 1.0)  # anchoring threshold of committed tokens
 
 
-@register_task
-class ImageTask(Task):
-    name = "image"
+@register_task("image")
+class ImageTask(DiffusionTask):
     Config = ImageConfig
 
     # ------------------------------------------------------------------ setup
-    def check_config(self) -> None:
+    def check(self) -> None:
         m, t = self.config.model, self.config.task
         if m.num_classes < 2:
             raise ConfigError("model.num_classes: the image task is class-conditional (set it to the classes)")
@@ -76,9 +73,8 @@ class ImageTask(Task):
             if s < 1:
                 raise ConfigError(f"task.eval_steps: step budgets must be >= 1, got {t.eval_steps}")
 
-    def prepare(self, run_dir: Path) -> None:
+    def setup(self) -> None:
         t, m = self.config.task, self.config.model
-        self.run_dir = Path(run_dir)
         # Whole splits as tensors: images [N, 1, H, W] in [0, 1] and labels [N].
         splits = image_splits(t.dataset, t.split_seed)
         self.images = {name: split[:]["x"] for name, split in splits.items()}
@@ -102,20 +98,10 @@ class ImageTask(Task):
 
     def _tokenizer(self):
         directory = self._tokenizer_dir()
-        if (directory / "config.json").is_file():
-            return load_tokenizer(directory)
-        if self.config.task.tokenizer_path:
+        if self.config.task.tokenizer_path and not (directory / "config.json").is_file():
             raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
-        cfg = load_tokenizer_experiment(self.config.task.tokenizer_config,
-                                        [f"out_dir={self.run_dir / 'tokenizer_training'}"])
-        if cfg.kind != "image":
-            raise ConfigError(f"task.tokenizer_config: {cfg.kind!r} tokenizer; the image task needs kind: image")
-        print(f"fitting the image tokenizer ({self.config.task.tokenizer_config}) into {directory}")
-        tokenizer, splits = fit_tokenizer(cfg, directory)
-        tokenizer.eval()
-        heldout = tokenizer.evaluate(splits["heldout"])
-        print("tokenizer held-out: " + ", ".join(f"{k} {v:.4f}" for k, v in heldout.items()))
-        return tokenizer
+        return fit_or_load(self.config.task.tokenizer_config, directory, kind="image",
+                           run_dir=self.run_dir / "tokenizer_training")
 
     @torch.no_grad()
     def _encode(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
@@ -143,9 +129,8 @@ class ImageTask(Task):
                         return_trace: bool = False):
         """Diffusion samples for `classes`: (images [B, 1, H, W], SampleResult, seconds)."""
         self.check_classes(classes)
-        cfg = self.config
-        sample_cfg = cfg.sample if steps is None else dataclasses.replace(cfg.sample, steps=steps)
-        sampler = build_sampler(sample_cfg, process=get_schedule(cfg.diffusion.schedule, cfg.diffusion.power))
+        sample_cfg = self.sample_config() if steps is None else self.sample_config(steps=steps)
+        sampler = Sampler.from_config(sample_cfg, model.diffusion)
         model.eval()
         start = time.perf_counter()
         if return_trace:
@@ -194,12 +179,12 @@ class ImageTask(Task):
             scores = class_log_likelihoods(model, fixed.ids, fixed.mask, cfg.model.num_classes, process, generator,
                                            draws=t.inpaint_class_draws)
             classes = scores.argmax(1)
-            cond, sample_cfg = Condition(classes=classes), cfg.sample
+            cond, sample_cfg = Condition(classes=classes), self.sample_config()
         else:  # the null condition: the model reads what it can from the visible half
             classes = None
             cond = Condition(classes=torch.zeros(len(images), dtype=torch.long)).dropped()
-            sample_cfg = dataclasses.replace(cfg.sample, guidance_scale=0.0)
-        sampler = build_sampler(sample_cfg, process=get_schedule(cfg.diffusion.schedule, cfg.diffusion.power))
+            sample_cfg = self.sample_config(guidance_scale=0.0)
+        sampler = Sampler.from_config(sample_cfg, model.diffusion)
         result = sampler(model, cond=cond, fixed=fixed, measurement=measurement, generator=generator)
         seconds = time.perf_counter() - start
         filled = self.decode(result.ids)
@@ -208,24 +193,21 @@ class ImageTask(Task):
     # ------------------------------------------------------------------ evaluation
     def baseline_model(self):
         """The autoregressive baseline: same config but causal, same training; trained once into run_dir."""
+        from ddm.hub import load_pretrained
         from ddm.model import build_denoiser
         from ddm.training import Trainer
 
         directory = self.run_dir / "baseline" / "model"
         cfg = dataclasses.replace(self.config.model, causal=True)
         if (directory / "config.json").is_file():
-            from ddm.hub import load_pretrained
-
-            return load_pretrained(directory, expected_config=cfg)
+            return load_pretrained(directory, expected_config=cfg).eval()
         torch.manual_seed(self.config.train.seed)
-        model = build_denoiser(cfg)
-        model.trained_cond_dropout = self.config.diffusion.cond_dropout
+        model = build_denoiser(cfg, self.config.diffusion, self.config.sample)  # its cond_dropout: guidance
         print(f"training the autoregressive baseline ({model.num_parameters / 1e6:.2f}M parameters, "
               f"{self.config.train.steps} steps)")
         trainer = Trainer(model, AutoregressiveObjective(self.config.diffusion.cond_dropout), self.train_dataset(),
                           self.config.train, self.run_dir / "baseline", tokens_per_example=model.config.seq_len)
-        trainer.train_to_end()  # an interrupted baseline is never saved as finished
-        model.save_pretrained(directory)
+        trainer.train_to_end(save_to=directory)  # an interrupted baseline is never saved as finished
         return model
 
     def quality(self, images: torch.Tensor, classes: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
@@ -234,9 +216,8 @@ class ImageTask(Task):
                 "frechet": frechet_distance(feats, reference),
                 "diversity": mean_pairwise_distance(feats, classes)}
 
-    def evaluate(self, model, run_dir: Path) -> dict[str, float]:
-        t, cfg = self.config.task, self.config
-        run_dir = Path(run_dir)
+    def evaluate_model(self, model) -> dict[str, float]:
+        t, cfg, run_dir = self.config.task, self.config, self.run_dir
         self.classifier = load_or_train_classifier(run_dir / "classifier", self.images, self.labels,
                                                    t.classifier_steps, cfg.train.seed)
         x_real, y_real = self.images["heldout"], self.labels["heldout"]
@@ -289,7 +270,6 @@ class ImageTask(Task):
                         "classifier/heldout_accuracy": real["accuracy"]})
         if inferred_accuracy is not None:
             metrics["inpainting/inferred_class_accuracy"] = inferred_accuracy
-        atomic_write_json(run_dir / "metrics.json", metrics)
         print(self.report(rows, inpaint_accuracy, visible_accuracy, n, inferred_accuracy))
         for p in paths:
             print(f"picture: {p}")

@@ -16,32 +16,19 @@ Two choices beyond `UnifilarHMM.marginals`, made by running the same forward-bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor, nn
 
+from ddm.config import ModelConfig
 from ddm.model import DenoiserOutput
+from ddm.model.protocol import attach_sections
 
 from .source import UnifilarHMM
 
 
-@dataclass
-class OracleConfig:
-    vocab_size: int
-    seq_len: int
-    time_conditioning: bool = False
-    shape: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.shape = self.shape or [self.seq_len]
-
-    @property
-    def mask_id(self) -> int:
-        return self.vocab_size
-
-
 class OracleDenoiser(nn.Module):
+    """A `ddm.model.Denoiser`: its config says the token space (vocabulary, length); it needs no time."""
+
     supports_prefix_cache = True
 
     def __init__(self, source: UnifilarHMM, seq_len: int, visible: str = "loo"):
@@ -50,7 +37,8 @@ class OracleDenoiser(nn.Module):
             raise ValueError(f"visible: expected 'loo' or 'onehot', got {visible!r}")
         self.source = source
         self.visible = visible
-        self.config = OracleConfig(source.vocab_size, seq_len)
+        self.config = ModelConfig(vocab_size=source.vocab_size, shape=[seq_len])
+        attach_sections(self)  # any schedule: the exact posterior does not depend on the time
         self.calls = 0
         # Prior marginals P(x_i = v): the fallback for rows with impossible evidence.
         self.prior = source.state_marginals(seq_len) @ source.emit

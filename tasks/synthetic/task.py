@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
 
 from ddm.config import ConfigError, bounded, positive
-from ddm.io import atomic_write_json
 from ddm.model import Condition
-from ddm.objectives import elbo_bits_per_token
-from ddm.process import MaskingProcess
-from ddm.task import Task, register_task
+from ddm.task import DiffusionTask, register_task
 
 from .source import SourceSpec, UnifilarHMM, empirical_pair_stats, pair_tv, unigram_nll
 
@@ -50,9 +46,8 @@ class SyntheticConfig:
     elbo_repeats: int = positive(4)  # Monte-Carlo passes over the eval set for the ELBO
 
 
-@register_task
-class SyntheticTask(Task):
-    name = "synthetic"
+@register_task("synthetic")
+class SyntheticTask(DiffusionTask):
     Config = SyntheticConfig
 
     def __init__(self, config):
@@ -64,7 +59,7 @@ class SyntheticTask(Task):
 
     # ------------------------------------------------------------------ config and data
 
-    def check_config(self) -> None:
+    def check(self) -> None:
         t, m = self.config.task, self.config.model
         if m.vocab_size != t.vocab_size:
             raise ConfigError(f"model.vocab_size: {m.vocab_size} does not match task.vocab_size={t.vocab_size}")
@@ -117,15 +112,8 @@ class SyntheticTask(Task):
 
     # ------------------------------------------------------------------ metrics
 
-    def _eval_batches(self, device: torch.device, batch_size: int = 500) -> list[dict]:
-        ds = self.eval_dataset()
-        return [{k: v.to(device) for k, v in ds[i:i + batch_size].items()} for i in range(0, len(ds), batch_size)]
-
     def elbo_bits(self, model, seed: int = 0) -> float:
-        device = next(model.parameters(), torch.empty(0)).device
-        process = MaskingProcess.from_config(self.config.diffusion, self.config.model.mask_id)
-        return elbo_bits_per_token(model, self._eval_batches(device), process,
-                                   torch.Generator().manual_seed(seed), repeats=self.config.task.elbo_repeats)
+        return self.heldout_elbo(model, self.config.task.elbo_repeats, seed)
 
     def eval_during_training(self, model) -> dict[str, float]:
         elbo = self.elbo_bits(model)
@@ -155,7 +143,7 @@ class SyntheticTask(Task):
         p = self.config.task.prefix_length
         return self.sample_metrics(x[:, p:], Condition(tokens=x[:, :p]) if p else None)
 
-    def evaluate(self, model, run_dir: Path | None = None, **sampler_overrides) -> dict[str, float]:
+    def evaluate_model(self, model, **sampler_overrides) -> dict[str, float]:
         cfg = self.config
         result, cond, seconds = self.generate(model, **sampler_overrides)
         n = result.ids.shape[0]
@@ -170,8 +158,6 @@ class SyntheticTask(Task):
         }
         metrics["elbo_over_entropy"] = metrics["elbo_bits_per_token"] / metrics["true_entropy_bits_per_token"]
         print(format_report(metrics, cfg, n, **sampler_overrides))
-        if run_dir is not None:
-            atomic_write_json(Path(run_dir) / "metrics.json", metrics)
         return metrics
 
 

@@ -1,6 +1,7 @@
-"""The typed config of a VLA experiment (`configs/vla_*.yaml`), read by `ddm vla ...`.
+"""The typed config of a VLA experiment (`configs/vla/*.yaml`), one kind of `ddm` experiment.
 
-    demos:    which expert episodes to record (tasks.vla.demos.DemoConfig fields)
+    task:     {name: vla, decoders: [diffusion, ...]}: the policies trained and evaluated
+    demos:    which expert episodes to record
     encoder:  the frozen encoders' settings (feature tokens per camera)
     policy:   decoder kind, action chunk, receding horizon, bins, transformer size, sampler
     train:    ddm.config.TrainConfig (the one trainer)
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from ddm.config import (ConfigError, DiffusionConfig, SampleConfig, TrainConfig, apply_overrides, bounded,
-                        from_dict, positive, read_yaml)
+from ddm.config import ConfigError, DiffusionConfig, SampleConfig, bounded, positive, registered
+from ddm.experiment import Experiment
 
 from .env import ACTION_DIM, DEFAULT_MAX_STEPS, MT10_TASKS, STATE_DIM, check_task
 
-DECODERS = ("diffusion", "autoregressive", "regression")
+DECODERS = "tasks.vla.decoders:DECODERS"  # the registry of action decoders
 EVAL_SEED_START = 10_000  # demonstrations use seeds from demos.seed up; evaluation never goes below this
 
 
@@ -35,10 +35,18 @@ def _check_tasks(tasks: list[str], where: str) -> None:
 
 
 @dataclass
+class VLATaskConfig:
+    name: str = "vla"
+    decoders: list[str] = registered(DECODERS, ["diffusion"])  # the policies `ddm train` / `ddm eval` run
+
+
+@dataclass
 class DemoSection:
+    """Which expert episodes to record: episode e of every task runs on scene seed + e."""
+
     tasks: list[str] = field(default_factory=lambda: list(MT10_TASKS))
-    episodes: int = positive(2)  # attempted per task
-    size: int = bounded(84, 16)
+    episodes: int = positive(2)  # attempted per task; failed ones are dropped
+    size: int = bounded(84, 16)  # square images, pixels
     cameras: list[str] = field(default_factory=lambda: ["corner3", "gripperPOV"])
     max_steps: int = bounded(DEFAULT_MAX_STEPS, 1, DEFAULT_MAX_STEPS)
     seed: int = bounded(0, 0)
@@ -46,6 +54,10 @@ class DemoSection:
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "demos.tasks")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"demos.tasks: tasks repeat: {self.tasks}")
+        if not self.cameras:
+            raise ConfigError("demos.cameras: give at least one camera")
 
 
 @dataclass
@@ -58,7 +70,7 @@ class EncoderSection:
 class PolicyConfig:
     """Everything a saved policy needs to rebuild itself (stored in its config.json)."""
 
-    decoder: Literal["diffusion", "autoregressive", "regression"] = "diffusion"
+    decoder: str = registered(DECODERS, "diffusion")
     cameras: list[str] = field(default_factory=lambda: ["corner3", "gripperPOV"])
     image_size: int = bounded(84, 16)  # the pixels the policy was trained on (renders at this size)
     image_tokens: int = positive(4)  # feature tokens per camera (encoder.pool squared)
@@ -98,27 +110,22 @@ class EvalSection:
     workers: int = positive(2)
     gifs: int = bounded(3, 0)  # rollout GIFs saved (first episode of the first `gifs` tasks)
     gif_every: int = positive(2)  # keep every n-th frame in a GIF
-    decoders: list[str] = field(default_factory=lambda: ["diffusion"])  # which trained policies to evaluate
     execute: int = bounded(0, 0)  # actions played per decoded chunk (0: the policy's own policy.execute)
     ensemble: float = bounded(0.0, 0.0)  # temporal ensembling of overlapping chunks, exp(-ensemble * age) (0: off)
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "eval.tasks")
-        for i, name in enumerate(self.decoders):
-            if name not in DECODERS:
-                raise ConfigError(f"eval.decoders[{i}]: {name!r} is not allowed; expected one of {', '.join(DECODERS)}")
 
 
 @dataclass
-class VLAExperiment:
+class VLAExperiment(Experiment):
     demos: DemoSection = field(default_factory=DemoSection)
     encoder: EncoderSection = field(default_factory=EncoderSection)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalSection = field(default_factory=EvalSection)
-    run_dir: str = "runs/vla"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         missing = [c for c in self.policy.cameras if c not in self.demos.cameras]
         if missing:
             raise ConfigError(f"policy.cameras: {missing} are not recorded by the demos (demos.cameras="
@@ -146,10 +153,9 @@ class VLAExperiment:
     def features_path(self) -> Path:
         return Path(self.run_dir) / "features.safetensors"
 
+    def decoder_name(self, decoder: str | None = None) -> str:
+        """A decoder's name in file names (one named by its import path, module:Class, too)."""
+        return (decoder or self.policy.decoder).replace(":", "_")
+
     def policy_dir(self, decoder: str | None = None) -> Path:
-        return Path(self.run_dir) / f"policy_{decoder or self.policy.decoder}"
-
-
-def load_vla_experiment(path: str | Path, overrides: list[str] = ()) -> VLAExperiment:
-    """The experiment of a YAML file with dotted overrides (e.g. policy.decoder=autoregressive)."""
-    return from_dict(VLAExperiment, apply_overrides(read_yaml(path), list(overrides)))
+        return Path(self.run_dir) / f"policy_{self.decoder_name(decoder)}"

@@ -10,13 +10,18 @@ writes them to <run_dir>/eval_<decoder>.json and a few rollout GIFs to <run_dir>
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from pathlib import Path
 
+import numpy as np
+
+from . import schema
 from .config import VLAExperiment
-from .env import check_task, instruction
+from .env import check_task, instruction, robot_state
+from .rollout import run_episode
+from .runner import check_action_dim
+from .workers import run_jobs
 
 _RUNNER = None  # the policy of this worker process
 
@@ -32,23 +37,27 @@ def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float) -
 
 
 def _run_job(job: tuple) -> dict:
-    from .rollout import run_episode
-
+    """One closed-loop episode of the worker's policy (frames side by side every `record_every` steps)."""
     task, seed, max_steps, record_every = job
-    r = run_episode(_RUNNER, task, seed, max_steps, record_every=record_every)
-    return {"task": r.task, "seed": r.seed, "success": r.success, "steps": r.steps, "chunks": r.chunks,
-            "nfe": r.nfe, "policy_seconds": r.policy_seconds, "seconds": r.seconds, "frames": r.frames}
+    runner, text = _RUNNER, instruction(task)
+    cameras = list(runner.policy.config.cameras)
 
+    def act(obs, images):
+        observation = {schema.image_key(c): images[c] for c in cameras}
+        observation.update({schema.STATE: robot_state(obs), schema.TASK: text})
+        return runner.act(observation)
 
-def _results(policy_dir: Path, jobs: list[tuple], workers: int, acting: tuple[int, float]):
-    if workers == 1:
-        _init_worker(str(policy_dir), 1, *acting)
-        for job in jobs:
-            yield _run_job(job)
-        return
-    # spawn, not fork: a forked child would inherit the parent's GL and OpenMP state.
-    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (str(policy_dir), 1, *acting)) as pool:
-        yield from pool.imap(_run_job, jobs)
+    before = (runner.stats.chunks, runner.stats.nfe, runner.stats.encode_seconds + runner.stats.decode_seconds)
+    runner.reset(seed)
+    ep = run_episode(task, seed, act, cameras, runner.policy.config.image_size, max_steps, record_every,
+                     record_last=record_every > 0,
+                     check_env=lambda env: check_action_dim(runner.policy, int(env.action_space.shape[0]),
+                                                            where=f"env {task!r}"))
+    s = runner.stats
+    frames = [np.concatenate(views, axis=1) for views in zip(*(ep.frames[c] for c in cameras))]
+    return {"task": task, "seed": seed, "success": ep.success, "steps": ep.steps, "chunks": s.chunks - before[0],
+            "nfe": s.nfe - before[1], "policy_seconds": s.encode_seconds + s.decode_seconds - before[2],
+            "seconds": ep.seconds, "frames": frames}
 
 
 def summarise(episodes: list[dict], tasks: list[str]) -> dict:
@@ -67,8 +76,10 @@ def summarise(episodes: list[dict], tasks: list[str]) -> dict:
             "episodes": len(episodes), "actions": actions}
 
 
-def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> dict:
-    """Run the configured episodes with the saved policy of `decoder`; returns (and saves) the summary."""
+def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, policy_dir: str | Path | None = None
+                    ) -> dict:
+    """Run the configured episodes with the saved policy of `decoder` (or the one at `policy_dir`);
+    returns (and saves) the summary."""
     from tqdm import tqdm
 
     from ddm.io import atomic_write_json
@@ -78,10 +89,10 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> 
     e = exp.eval
     for task in e.tasks:
         check_task(task)
-    policy_dir = exp.policy_dir(decoder)
+    policy_dir = Path(policy_dir) if policy_dir else exp.policy_dir(decoder)
     if not (policy_dir / "config.json").is_file():
-        raise FileNotFoundError(f"no trained {decoder} policy at {policy_dir}; run `ddm vla train --config ... "
-                                f"--decoders {decoder}` first")
+        raise FileNotFoundError(f"no trained {decoder} policy at {policy_dir}; run `ddm train --config ... "
+                                f"task.decoders=[{decoder}]` first")
     gif_tasks = set(e.tasks[:e.gifs])
     jobs = [(task, e.seed + k, e.max_steps, e.gif_every if (k == 0 and task in gif_tasks) else 0)
             for task in e.tasks for k in range(e.episodes)]
@@ -89,12 +100,13 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> 
     start = time.perf_counter()
     episodes = []
     bar = tqdm(total=len(jobs), desc=f"eval {decoder}", unit="ep", disable=not progress)
-    for result in _results(policy_dir, jobs, workers, (e.execute, e.ensemble)):
+    for result in run_jobs(_run_job, jobs, workers, _init_worker, (str(policy_dir), 1, e.execute, e.ensemble)):
         frames = result.pop("frames")
         if frames:
             status = f"{decoder}, seed {result['seed']}: {'success' if result['success'] else 'failure'}"
             write_gif(frames, instruction(result["task"]), Path(exp.run_dir) / "gifs" /
-                      f"{decoder}_{result['task']}_seed{result['seed']}.gif", status=status)
+                      f"{exp.decoder_name(decoder)}_{result['task']}_seed{result['seed']}.gif",
+                      status=status)
         episodes.append(result)
         bar.update(1)
         bar.set_postfix(success=f"{sum(x['success'] for x in episodes)}/{len(episodes)}")
@@ -103,7 +115,7 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True) -> 
     summary.update(decoder=decoder, seconds=round(time.perf_counter() - start, 1), workers=workers,
                    execute=e.execute or None, ensemble=e.ensemble,
                    seeds=[e.seed, e.seed + e.episodes - 1], episode_results=episodes)
-    atomic_write_json(Path(exp.run_dir) / f"eval_{decoder}.json", summary)
+    atomic_write_json(Path(exp.run_dir) / f"eval_{exp.decoder_name(decoder)}.json", summary)
     return summary
 
 

@@ -6,7 +6,8 @@ keys and return values, so that a `lerobot_policy_ddm_vla` package can wrap it i
 lines:
 
     reset()                           new episode: drop queued actions
-    select_action(batch) -> [B, A]    one action per call, from a queue of n_action_steps
+    select_action(batch) -> [B, A]    one action per call: the `PolicyRunner` plays n_action_steps of
+                                      each chunk (temporal ensembling with `ensemble` > 0)
     predict_action_chunk(batch)       -> [B, chunk, A]
     forward(batch) -> (loss, dict)    training loss; batch["action"] [B, chunk, A]
                                       (+ "action_is_pad" [B, chunk]) as LeRobot's delta timestamps give
@@ -18,7 +19,6 @@ uint8 [B, H, W, 3]), `observation.state` [B, S], `task` (list of sentences).
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from . import schema
 from .config import PolicyConfig
 from .features import ObservationEncoder
 from .policy import VLAPolicy
+from .runner import PolicyRunner
 
 
 @dataclass
@@ -39,6 +40,7 @@ class DDMVLAConfig:
     type: str = "ddm_vla"
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     n_action_steps: int = 4  # actions of each chunk played by select_action before re-planning
+    ensemble: float = 0.0  # temporal ensembling of overlapping chunks (see tasks.vla.runner)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,9 +79,8 @@ class DDMVLAPolicy(nn.Module):
         if self.model.config != config.policy:
             raise ValueError("DDMVLAPolicy: the model's config differs from config.policy")
         self._encoder: ObservationEncoder | None = None  # frozen, loaded on first use, not a submodule
-        self._queue: deque[Tensor] = deque()
+        self._runner: PolicyRunner | None = None  # acts (made on first use: it puts the model in eval mode)
         self._step = 0
-        self.generator = torch.Generator().manual_seed(config.seed)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, n_action_steps: int | None = None) -> "DDMVLAPolicy":
@@ -96,7 +97,16 @@ class DDMVLAPolicy(nn.Module):
             self._encoder = ObservationEncoder(c.cameras, pool=int(round(c.image_tokens ** 0.5)))
         return self._encoder
 
-    def _features(self, batch: dict) -> dict[str, Tensor]:
+    @property
+    def runner(self) -> PolicyRunner:
+        if self._runner is None:
+            c = self.config
+            self._runner = PolicyRunner(self.model, self.encoder, execute=c.n_action_steps, ensemble=c.ensemble,
+                                        seed=c.seed)
+        return self._runner
+
+    def _observation(self, batch: dict) -> dict:
+        """LeRobot's batch -> the runner's observation (uint8 HWC images, numpy state, sentences)."""
         schema.check_observation(batch, self.config.policy.cameras)
         obs = {k: to_uint8_images(batch[k]) for k in self.config.image_features}
         state = batch[schema.STATE]
@@ -104,25 +114,21 @@ class DDMVLAPolicy(nn.Module):
         if schema.TASK not in batch:
             raise KeyError(f"batch is missing {schema.TASK!r} (the instruction sentences)")
         obs[schema.TASK] = batch[schema.TASK]
-        return self.encoder(obs)
+        return obs
 
     def get_optim_params(self):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def reset(self) -> None:
-        self._queue.clear()
+        self.runner.reset()
 
     @torch.no_grad()
     def predict_action_chunk(self, batch: dict) -> Tensor:
-        actions, _ = self.model.predict_chunk(self._features(batch), self.generator)
-        return actions
+        return torch.as_tensor(self.runner.predict_chunk(self._observation(batch)))
 
     @torch.no_grad()
     def select_action(self, batch: dict) -> Tensor:
-        if not self._queue:
-            chunk = self.predict_action_chunk(batch)  # [B, chunk, A]
-            self._queue.extend(chunk[:, :self.config.n_action_steps].transpose(0, 1))
-        return self._queue.popleft()
+        return torch.as_tensor(self.runner.select_action(self._observation(batch)))
 
     def forward(self, batch: dict) -> tuple[Tensor, dict]:
         c = self.config.policy
@@ -136,7 +142,7 @@ class DDMVLAPolicy(nn.Module):
             keep = (~pad.bool()).long().cumsum(1).clamp_min(1) - 1
             actions = actions.gather(1, keep[..., None].expand_as(actions))
         ids, normalised = self.model.targets(actions)
-        feats = self._features(batch)
+        feats = self.encoder(self._observation(batch))
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self._step)
         self._step += 1
         loss, metrics = self.model({**feats, "ids": ids, "normalised": normalised}, generator)

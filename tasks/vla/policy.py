@@ -20,10 +20,22 @@ from torch import Tensor, nn
 
 from ddm.hub import PretrainedModel
 from ddm.model import Condition, MaskedDiffusionTransformer
+from ddm.sampling import AllowedTokens
 from tokenizers_vq.actions import ActionBinConfig, ActionBinTokenizer
 
 from .config import PolicyConfig
-from .decoders import ConstrainedDenoiser, allowed_tokens, decode_chunk, decoder_model_config, training_loss
+from .decoders import DECODERS
+
+
+def allowed_tokens(cfg: PolicyConfig) -> Tensor:
+    """[chunk * dims, vocab] bool: bin dimensions hold bin tokens, gripper dimensions the two gripper tokens."""
+    k = cfg.num_bins
+    per_dim = torch.zeros(cfg.action_dim, k + 2, dtype=torch.bool)
+    per_dim[:, :k] = True
+    for d in cfg.gripper_dims:
+        per_dim[d] = False
+        per_dim[d, k:] = True
+    return per_dim.repeat(cfg.chunk, 1)
 
 
 class ObservationProjector(nn.Module):
@@ -54,8 +66,10 @@ class VLAPolicy(PretrainedModel):
         self.register_buffer("state_mean", torch.zeros(c.state_dim))
         self.register_buffer("state_std", torch.ones(c.state_dim))
         self.observation = ObservationProjector(c)
-        self.decoder = MaskedDiffusionTransformer(decoder_model_config(c))
-        self.register_buffer("allowed", allowed_tokens(c), persistent=False)
+        self.action_decoder = DECODERS.get(c.decoder, "policy.decoder")()
+        # the transformer carries the policy's diffusion process and sampler, as every denoiser does
+        self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), c.diffusion, c.sample)
+        self.processors = [AllowedTokens(allowed_tokens(c))]
 
     # ---------------------------------------------------------------- data statistics
 
@@ -91,21 +105,20 @@ class VLAPolicy(PretrainedModel):
         state = (features["state"].float() - self.state_mean) / self.state_std
         return Condition(embeddings=self.observation(features["images"].float(), features["text"].float(), state))
 
-    def denoiser(self) -> ConstrainedDenoiser:
-        return ConstrainedDenoiser(self.decoder, self.allowed)
-
     # ---------------------------------------------------------------- training and acting
 
     def forward(self, batch: dict, generator: torch.Generator) -> tuple[Tensor, dict]:
         """Training loss on a `ChunkDataset` batch (the trainer's loss_fn calls this)."""
-        return training_loss(self.config, self.denoiser(), self.condition(batch), batch, generator)
+        return self.action_decoder.loss(self.config, self.decoder, self.condition(batch), batch, generator,
+                                        self.processors)
 
     @torch.no_grad()
     def predict_chunk(self, features: dict, generator: torch.Generator | None = None) -> tuple[Tensor, int]:
         """Features of B observations -> (action chunks [B, chunk, dims] float32, decoder calls per chunk)."""
         self.check_features(features)
         generator = generator or torch.Generator().manual_seed(0)
-        ids, normalised, nfe = decode_chunk(self.config, self.denoiser(), self.condition(features), generator)
+        ids, normalised, nfe = self.action_decoder.decode(self.config, self.decoder, self.condition(features),
+                                                          generator, self.processors)
         if ids is not None:
             actions = self.tokenizer.decode(ids.view(-1, self.config.chunk, self.config.action_dim))
         else:

@@ -1,4 +1,5 @@
-"""One closed-loop episode: render, observe, act, step, until success or the step cap."""
+"""The one episode loop, for the scripted expert (demonstrations) and the policy (evaluation):
+render, observe, act, step, until success or the step cap."""
 
 from __future__ import annotations
 
@@ -7,64 +8,69 @@ import tasks.vla  # noqa: F401  (sets a headless MUJOCO_GL before mujoco is impo
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from . import schema
-from .env import instruction, make_env, robot_state
-from .runner import PolicyRunner, check_action_dim
+from .env import make_env, robot_state
+
+# act(raw env observation, {camera: uint8 [H, W, 3]}) -> action
+Actor = Callable[[np.ndarray, dict], np.ndarray]
 
 
 @dataclass
-class EpisodeResult:
+class Episode:
     task: str
     seed: int
     success: bool
     steps: int
-    chunks: int
-    nfe: int
-    policy_seconds: float  # encoders + decoder
-    seconds: float  # the whole episode (physics and rendering included)
-    frames: list[np.ndarray] = field(default_factory=list)  # kept for a GIF, every `record_every`-th
+    seconds: float
+    frames: dict[str, list[np.ndarray]] = field(default_factory=dict)  # camera -> images of the recorded steps
+    states: list[np.ndarray] = field(default_factory=list)  # robot state before each action
+    actions: list[np.ndarray] = field(default_factory=list)  # the action played at each step, in [-1, 1]
+    successes: list[bool] = field(default_factory=list)  # solved after each action
 
 
-def run_episode(runner: PolicyRunner, task: str, seed: int, max_steps: int, size: int | None = None,
-                record_every: int = 0) -> EpisodeResult:
-    """Roll the policy out on the scene of `seed`; `record_every` > 0 keeps frames (cameras side by side)."""
+def run_episode(task: str, seed: int, act: Actor, cameras: list[str], size: int, max_steps: int,
+                record_every: int = 0, record_last: bool = False, check_env: Callable | None = None) -> Episode:
+    """Roll `act` out on the scene of `seed`. Frames of every `record_every`-th step are kept (0:
+    none), and with `record_last` the scene after the final step too; `check_env(env)` may
+    refuse an env before the first step (e.g. an action size the actor cannot give)."""
     from .render import CameraRenderer
 
+    # The experts warn on every step that their gains exceed the action range: the env
+    # clips, and so does this loop before recording.
     warnings.filterwarnings("ignore", message=r".*Constant\(s\) may be too high.*")
     start = time.perf_counter()
-    cameras = list(runner.policy.config.cameras)
-    size = size or runner.policy.config.image_size
-    text = instruction(task)
     env = make_env(task, seed, max_steps)
-    check_action_dim(runner.policy, int(env.action_space.shape[0]), where=f"env {task!r}")
+    if check_env is not None:
+        check_env(env)
     renderer = CameraRenderer(env.model, cameras, size)
-    before = (runner.stats.chunks, runner.stats.nfe, runner.stats.encode_seconds + runner.stats.decode_seconds)
-    frames, success, steps = [], False, 0
-    runner.reset(seed)
+    episode = Episode(task, seed, False, 0, 0.0, {c: [] for c in cameras})
+
+    def record(images: dict) -> None:
+        for c in cameras:
+            episode.frames[c].append(images[c])
+
     try:
         obs, _ = env.reset()
         while True:
             images = renderer.render(env.data)
-            if record_every and steps % record_every == 0:
-                frames.append(np.concatenate([images[c] for c in cameras], axis=1))
-            observation = {schema.image_key(c): images[c] for c in cameras}
-            observation[schema.STATE] = robot_state(obs)
-            observation[schema.TASK] = text
-            action = np.clip(runner.act(observation), -1.0, 1.0).astype(np.float32)
+            if record_every and episode.steps % record_every == 0:
+                record(images)
+            episode.states.append(robot_state(obs))
+            action = np.clip(act(obs, images), -1.0, 1.0).astype(np.float32)
             obs, _, terminated, truncated, info = env.step(action)
-            steps += 1
-            success = bool(info["success"])
-            if success or terminated or truncated:
+            episode.steps += 1
+            episode.success = bool(info["success"])
+            episode.actions.append(action)
+            episode.successes.append(episode.success)
+            if episode.success or terminated or truncated:
                 break
-        if record_every:
-            images = renderer.render(env.data)
-            frames.append(np.concatenate([images[c] for c in cameras], axis=1))
+        if record_last:
+            record(renderer.render(env.data))
     finally:
         renderer.close()
         env.close()
-    s = runner.stats
-    return EpisodeResult(task, seed, success, steps, s.chunks - before[0], s.nfe - before[1],
-                         s.encode_seconds + s.decode_seconds - before[2], time.perf_counter() - start, frames)
+    episode.seconds = time.perf_counter() - start
+    return episode

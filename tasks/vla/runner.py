@@ -1,16 +1,18 @@
-"""Acting with a trained policy: observation in, one action out, chunks executed with a receding horizon.
+"""The policy acting, in one object: observations in, actions out, chunks played with a receding horizon.
 
     runner = PolicyRunner.from_pretrained("runs/vla/policy_diffusion", action_dim=env.action_space.shape[0])
     runner.reset()
     action = runner.act({"observation.images.corner3": img, ..., "observation.state": s, "task": text})
+    actions = runner.select_action(batch)       # [B, dims]: one action per row of a batch
 
 A chunk of `chunk` actions is decoded, its first `execute` are played, then the policy
 re-plans from the new observation (`execute = chunk` plays whole chunks). With temporal
 ensembling (`ensemble` > 0, ACT's idea) every step's action is the weighted mean of all
 the still-open chunks' predictions for that step, weight exp(-ensemble * age) where age
-counts chunks back from the newest: smoother motion at no extra decoding. The runner
-counts what evaluation reports: chunks decoded, decoder calls (NFE) per chunk, and the
-seconds spent encoding and decoding.
+counts chunks back from the newest: smoother motion at no extra decoding. The LeRobot,
+SimplerEnv and LIBERO adapters and the closed-loop evaluation all act through this. The
+runner counts what evaluation reports: chunks decoded, decoder calls (NFE) per chunk, and
+the seconds spent encoding and decoding.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def check_action_dim(policy: VLAPolicy, action_dim: int, where: str = "environme
 
 @dataclass
 class RunnerStats:
-    actions: int = 0
+    actions: int = 0  # actions played (a batch of B rows plays B per step)
     chunks: int = 0
     nfe: int = 0  # decoder calls, summed over chunks
     encode_seconds: float = 0.0
@@ -69,7 +71,7 @@ class PolicyRunner:
             raise ValueError(f"ensemble: {ensemble} must be >= 0 (0: off)")
         self.ensemble = ensemble
         self.generator = torch.Generator().manual_seed(seed)
-        self.plans: deque[tuple[int, np.ndarray]] = deque()  # (episode step of its first action, [chunk, dims])
+        self.plans: deque[tuple[int, np.ndarray]] = deque()  # (step of its first action, [B, chunk, dims])
         self.step = 0
         self.stats = RunnerStats()
 
@@ -96,20 +98,28 @@ class PolicyRunner:
         self.stats.nfe += nfe
         return actions.numpy()
 
-    def act(self, obs: Mapping) -> np.ndarray:
-        """The next action [dims] for one observation, re-planning every `execute` steps."""
+    def select_action(self, obs: Mapping) -> np.ndarray:
+        """The next action of every row [B, dims], re-planning every `execute` steps."""
         if self.step % self.execute == 0:
             chunk = self.predict_chunk(obs)
-            if chunk.shape[0] != 1:
-                raise ValueError(f"act: expected one observation, got a batch of {chunk.shape[0]}")
-            self.plans.append((self.step, chunk[0]))
-        while self.step - self.plans[0][0] >= len(self.plans[0][1]):
+            if self.plans and chunk.shape[0] != self.plans[-1][1].shape[0]:
+                raise ValueError(f"select_action: a batch of {chunk.shape[0]} observations in an episode of "
+                                 f"{self.plans[-1][1].shape[0]}; call reset() between episodes")
+            self.plans.append((self.step, chunk))
+        while self.step - self.plans[0][0] >= self.plans[0][1].shape[1]:
             self.plans.popleft()  # chunks that end before this step
         start, newest = self.plans[-1]
-        action = newest[self.step - start]
+        action = newest[:, self.step - start]
         if self.ensemble > 0 and len(self.plans) > 1:
             weights = [np.exp(-self.ensemble * age) for age in range(len(self.plans))][::-1]
-            action = sum(w * plan[self.step - s] for w, (s, plan) in zip(weights, self.plans)) / sum(weights)
+            action = sum(w * plan[:, self.step - s] for w, (s, plan) in zip(weights, self.plans)) / sum(weights)
         self.step += 1
-        self.stats.actions += 1
+        self.stats.actions += action.shape[0]
         return np.asarray(action, dtype=np.float32)
+
+    def act(self, obs: Mapping) -> np.ndarray:
+        """The next action [dims] for one observation."""
+        action = self.select_action(obs)
+        if action.shape[0] != 1:
+            raise ValueError(f"act: expected one observation, got a batch of {action.shape[0]}")
+        return action[0]

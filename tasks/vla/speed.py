@@ -1,6 +1,6 @@
 """Per-decoder cost of a VLA config without demos: training step, decoding, encoders.
 
-    OMP_NUM_THREADS=1 python -m tasks.vla.speed --config configs/vla_mt10_cpu.yaml
+    OMP_NUM_THREADS=1 python -m tasks.vla.speed --config configs/vla/mt10_cpu.yaml
 
 Random features of the config's shapes (the cost does not depend on their values): ms per
 training step at train.batch_size, decoder calls and ms per chunk at batch 1, and the frozen
@@ -17,8 +17,10 @@ import time
 import numpy as np
 import torch
 
+from ddm.experiment import load_experiment
+
 from . import schema
-from .config import DECODERS, load_vla_experiment
+from .decoders import DECODERS
 from .features import ObservationEncoder
 from .policy import VLAPolicy
 
@@ -77,12 +79,12 @@ def main(argv=None) -> None:
     p.add_argument("--config", required=True)
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
-    exp = load_vla_experiment(a.config, a.overrides)
+    exp = load_experiment(a.config, a.overrides)
     enc = encoder_ms(exp.policy)
     print(f"encoders: {enc:.1f} ms per observation ({len(exp.policy.cameras)} cameras at {exp.policy.image_size} px)")
     print(f"  {'decoder':15s} {'params':>8s} {'train ms/step':>14s} {'calls/chunk':>12s} {'ms/chunk':>9s} "
           f"{'ms/action':>10s}")
-    for decoder in DECODERS:
+    for decoder in DECODERS.names():
         torch.manual_seed(0)
         policy = VLAPolicy(dataclasses.replace(exp.policy, decoder=decoder))
         m = measure(policy, exp.train.batch_size)

@@ -1,6 +1,6 @@
 """Train a policy on the demonstrations through the project's one trainer.
 
-    demos (recorded once) -> frozen features (cached) -> chunks + tokens -> Trainer -> save_pretrained
+    demos (recorded once) -> frozen features (cached) -> chunks + tokens -> Trainer.train_to_end(save_to)
 
 Every decoder (diffusion and the two baselines) is trained on the same frames, features,
 steps and batch size: only `policy.decoder` differs. The trainer's checkpoints go to
@@ -26,13 +26,10 @@ from .policy import VLAPolicy
 
 def ensure_demos(exp: VLAExperiment, progress: bool = True) -> Path:
     """The demo dataset of the experiment, recorded first if it is not there yet."""
-    from .demos import DemoConfig, collect, format_report
+    from .demos import collect, format_report
 
     if not (exp.demos_dir / "dataset_info.json").is_file():
-        d = exp.demos
-        cfg = DemoConfig(tasks=list(d.tasks), episodes=d.episodes, size=d.size, cameras=list(d.cameras),
-                         max_steps=d.max_steps, seed=d.seed, workers=d.workers)
-        print(format_report(collect(cfg, exp.demos_dir, progress=progress)))
+        print(format_report(collect(exp.demos, exp.demos_dir, progress=progress)))
     return exp.demos_dir
 
 
@@ -64,11 +61,11 @@ def train_policy(exp: VLAExperiment, decoder: str | None = None, progress: bool 
     print(f"policy ({cfg.decoder}): {policy.num_parameters / 1e6:.2f}M parameters, {len(data)} frames, "
           f"{exp.train.steps} steps")
     train_cfg = dataclasses.replace(exp.train, progress=exp.train.progress and progress)
-    trainer = Trainer(policy, _policy_loss, data, train_cfg, Path(exp.run_dir) / f"train_{cfg.decoder}",
+    checkpoints = Path(exp.run_dir) / f"train_{exp.decoder_name(cfg.decoder)}"
+    trainer = Trainer(policy, _policy_loss, data, train_cfg, checkpoints,
                       collate_fn=identity_collate)
     start = time.perf_counter()
-    result = trainer.train_to_end()
-    policy.save_pretrained(out)
+    result = trainer.train_to_end(save_to=out)
     loss = "resumed: nothing left to train" if result.loss is None else f"final loss {result.loss:.4f}"
     print(f"trained {result.step} steps in {time.perf_counter() - start:.0f} s, {loss}; saved {out}")
     return out

@@ -8,7 +8,7 @@ Sources (`ActionDataConfig.source`):
                convention). Each clip gives two arms (right and left shoulder/elbow).
   "lerobot"    the `action` column of a LeRobot-style demonstration table on disk
                (`data.path`, a `datasets` folder with `action` and `episode_index`), e.g.
-               MetaWorld's scripted experts recorded by `ddm vla demos` (4-D: hand dx, dy,
+               MetaWorld's scripted experts recorded by `ddm prepare` of a VLA config (4-D: hand dx, dy,
                dz and gripper effort).
 A new source is one function in SOURCES returning a list of [T, dims] float arrays
 (one per episode).
@@ -107,7 +107,7 @@ def lerobot_episodes(cfg: ActionDataConfig) -> list[np.ndarray]:
     folder = Path(cfg.path)
     if not cfg.path or not (folder / "dataset_info.json").is_file():
         raise FileNotFoundError(f"data.path: {cfg.path!r} is not a saved datasets folder (record demos first, "
-                                "e.g. `ddm vla demos --config configs/vla_mt10_cpu.yaml`)")
+                                "e.g. `ddm prepare --config configs/vla/mt10_cpu.yaml`)")
     table = load_from_disk(str(folder))
     missing = [c for c in ("action", "episode_index") if c not in table.column_names]
     if missing:
