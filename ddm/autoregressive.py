@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import Condition
+from .model import Condition, Denoiser
 from .objectives import condition_from_batch
 from .sampling.constraints import LogitsProcessor, apply_processors
 from .sampling.filters import draw_tokens, filter_logits
@@ -61,7 +61,7 @@ def _unwrap(model):
 
 
 @torch.no_grad()
-def sample_autoregressive(model, num_samples: int | None = None, *, cond: Condition | None = None,
+def sample_autoregressive(model: Denoiser, num_samples: int | None = None, *, cond: Condition | None = None,
                           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                           guidance_scale: float = 0.0, generator: torch.Generator | None = None,
                           processors: Sequence[LogitsProcessor] = ()) -> SampleResult:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .model import Condition
+from .model import Condition, Denoiser
 from .process import MaskingProcess
 
 
 @torch.no_grad()
-def class_log_likelihoods(model, ids: Tensor, observed: Tensor, num_classes: int, process: MaskingProcess,
+def class_log_likelihoods(model: Denoiser, ids: Tensor, observed: Tensor, num_classes: int, process: MaskingProcess,
                           generator: torch.Generator, draws: int = 8, batch_size: int = 4096) -> Tensor:
     """ELBO estimates of log p(x_observed | c), [B, num_classes], in nats (higher: more likely).
 

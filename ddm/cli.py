@@ -1,5 +1,6 @@
 """The `ddm` command: the same verbs for every kind of experiment.
 
+    ddm check   --config C      load and check the experiment, run nothing
     ddm prepare --config C      build what training stands on (data, tokenizer, demonstrations)
     ddm train   --config C      train (resumes from the newest checkpoint in run_dir) and save
     ddm eval    --config C      the task's figures of the trained model
@@ -16,6 +17,7 @@ verb does for its kind: denoiser tasks, tokenizer fitting, the robot policy.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,9 +30,15 @@ from .task import Task, build_task
 def _task(args) -> Task:
     if args.config:
         return build_task(load_experiment(args.config, args.overrides))
-    if getattr(args, "model", None):
+    if getattr(args, "model", None):  # `ddm sample --model DIR` alone: the folder's own experiment
         return build_task(experiment_of_folder(args.model, args.overrides))
     raise ConfigError("give --config (an experiment YAML) or --model (a trained model folder)")
+
+
+def cmd_check(args) -> int:
+    task = _task(args)  # every key, type, range, registered name and cross-section rule
+    print(f"ok: a {task.config.task.name} experiment ({type(task.config).__name__}), run_dir {task.run_dir}")
+    return 0
 
 
 def cmd_prepare(args) -> int:
@@ -39,8 +47,11 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    task = _task(args)
+    if args.force:
+        task.start_over()
     try:
-        _task(args).train()
+        task.train()
     except KeyboardInterrupt as e:
         print(f"{e or 'interrupted'}. Run the same command again to resume.", file=sys.stderr)
         return 130
@@ -48,7 +59,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    _task(args).evaluate(args.model)
+    _task(args).evaluate(getattr(args, "model", None))  # `ddm run` has no --model: the run's own
     return 0
 
 
@@ -60,7 +71,7 @@ def cmd_sample(args) -> int:
 
 def cmd_run(args) -> int:
     code = cmd_train(args)
-    return code or cmd_eval(args)
+    return code or cmd_eval(args)  # a finished run says so and goes on to evaluate
 
 
 def cmd_encode(args) -> int:
@@ -93,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddm", description="Masked discrete diffusion: the same verbs for every experiment (see ddm.cli).",
         epilog="Overrides: any config field as section.field=value, e.g. model.depth=6 train.steps=200 "
                "sample.order=confidence. Values are read as YAML (numbers, true/false, [lists]).")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DDM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def verb(name: str, fn, help_text: str, model: bool = False, config_required: bool = True,
@@ -107,16 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    verb("check", cmd_check, "Load and check an experiment (every field, name and rule) without running it.")
     verb("prepare", cmd_prepare, "Build what training stands on: data, tokenizer, demonstrations.")
-    verb("train", cmd_train, "Train and save (resumes from the newest checkpoint in run_dir).",
-         fields="train fields (defaults):\n" + describe(TrainConfig, "train"))
+    force_help = "start over: delete run_dir first (a run_dir of another experiment is refused otherwise)"
+    train = verb("train", cmd_train, "Train and save (resumes from the newest checkpoint in run_dir).",
+                 fields="train fields (defaults):\n" + describe(TrainConfig, "train"))
+    train.add_argument("--force", action="store_true", help=force_help)
     verb("eval", cmd_eval, "Evaluate the trained model: likelihood, sample quality, speed.", model=True)
     sample = verb("sample", cmd_sample, "Generate and write samples; with --model alone, as the folder was trained.",
                   model=True, config_required=False,
                   fields="sampler fields (defaults), e.g. sample.order=confidence sample.steps=8:\n"
                          + describe(SampleConfig, "sample"))
     sample.add_argument("--out", help="where to write the samples (default: <run_dir>/samples)")
-    verb("run", cmd_run, "The main job: train, then evaluate.")
+    verb("run", cmd_run, "The main job: train, then evaluate.").add_argument("--force", action="store_true",
+                                                                             help=force_help)
     for name, fn, text in (("encode", cmd_encode, "A tokenizer's inputs -> ids."),
                            ("decode", cmd_decode, "Ids -> a tokenizer's outputs.")):
         p = verb(name, fn, text, model=True)
@@ -131,15 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a verb. Every expected failure (a bad config, a missing or damaged file, data that does
+    not fit) is one line naming the field or file, exit code 2; `--debug` or DDM_DEBUG=1 shows
+    the traceback instead."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DDM_DEBUG", "") not in ("", "0")
     try:
         return args.fn(args)
     except (ConfigError, RegistryError) as e:
+        if debug:
+            raise
         print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message} (DDM_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

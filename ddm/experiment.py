@@ -29,6 +29,11 @@ from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, Tr
 from .registry import Registry, RegistryError
 
 TASKS = Registry("task", entry_points="ddm.tasks")
+RECORD = "config.yaml"  # the experiment a run folder was trained with
+# What may change between two `ddm train`s in one run_dir (prefixes of dotted fields): how long it
+# trains, how it logs and checkpoints, how it samples and evaluates; nothing its checkpoints depend on.
+RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+             "train.keep_checkpoints", "train.progress", "sample.", "eval.", "run_dir")
 
 
 @dataclass
@@ -42,6 +47,8 @@ class Experiment:
     def __post_init__(self) -> None:
         if not self.run_dir.strip():
             self.run_dir = f"runs/{self.task.name.replace(':', '_')}"
+        if Path(self.run_dir).exists() and not Path(self.run_dir).is_dir():
+            raise ConfigError(f"run_dir: {self.run_dir} is a file, not a folder")
 
 
 @dataclass
@@ -104,3 +111,42 @@ def experiment_of_folder(directory: str | Path, overrides: list[str] = ()) -> Ex
 
 def experiment_dict(experiment: Experiment) -> dict:
     return to_dict(experiment)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: data}
+
+
+def check_resume(experiment: Experiment, resumable: tuple[str, ...] = RESUMABLE) -> list[str]:
+    """Compare the experiment with the one recorded in its run_dir, before anything is written there.
+
+    Where the run_dir holds trained weights (a checkpoint, a model, a tokenizer, a policy), raises
+    ConfigError naming every changed field they depend on (old and new values); returns the
+    allowed changes (e.g. more steps) as lines to print."""
+    record = Path(experiment.run_dir) / RECORD
+    if not record.is_file() or not any(Path(experiment.run_dir).rglob("model.safetensors")):
+        return []  # nothing trained there yet (a run that failed early): nothing to protect
+    import yaml
+
+    old, new = _flat(yaml.safe_load(record.read_text()) or {}), _flat(experiment_dict(experiment))
+    changes = [(k, old.get(k, "(unset)"), new.get(k, "(unset)")) for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)]
+    refused = [c for c in changes if not c[0].startswith(resumable)]
+    if refused:
+        lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
+        raise ConfigError(f"run_dir {experiment.run_dir} holds a run of another experiment ({lines}); its "
+                          f"checkpoints would mean nothing to this one. Train in a new run_dir, or start over "
+                          f"with --force (deletes {experiment.run_dir}). Fields that may change on resume: "
+                          f"{', '.join(resumable)}")
+    return [f"{k}: {a!r} -> {b!r}" for k, a, b in changes]
+
+
+def record_experiment(experiment: Experiment) -> None:
+    """Write the experiment into its run_dir (after `check_resume` passed)."""
+    from .io import atomic_write_text
+    import yaml
+
+    Path(experiment.run_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(experiment.run_dir) / RECORD, yaml.safe_dump(experiment_dict(experiment), sort_keys=False))

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 
 from .config import ConfigError, from_dict, to_dict
-from .io import atomic_directory, atomic_write_json, read_json
+from .io import atomic_directory, atomic_write_json, read_json, read_tensors
 from .registry import Registry
 
 CONFIG_FILE = "config.json"
@@ -79,7 +78,7 @@ class PretrainedModel(torch.nn.Module):
     @classmethod
     def from_pretrained(cls: type[T], directory: str | os.PathLike, expected_config: Any = None,
                         map_location: str = "cpu") -> T:
-        """Build the model from `directory`/config.json and load its weights.
+        """Build the model from `directory`/config.json and load its weights; in eval mode.
 
         `expected_config`, when given, must equal the saved config (e.g. the run's
         config when sampling from a checkpoint): a difference is an error naming
@@ -101,7 +100,7 @@ class PretrainedModel(torch.nn.Module):
             setattr(model, name, value)
         load_weights(model, directory / WEIGHTS_FILE, map_location)
         model.load_files(directory)
-        return model
+        return model.eval()  # loaded to be used, as `transformers` does: no dropout, no codebook updates
 
 
 def read_pretrained_config(directory: Path) -> dict:
@@ -141,12 +140,7 @@ def read_folder_sections(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_weights(model: torch.nn.Module, path: Path, map_location: str = "cpu") -> None:
     """Load a safetensors file into `model`, with errors that name the file and the tensor."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    try:
-        state = load_file(str(path), device=map_location)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt or truncated safetensors file ({e})") from None
+    state = read_tensors(path, map_location, "weights file")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not _is_tied_alias(model, k, state)]
     unexpected = [k for k in state if k not in expected]

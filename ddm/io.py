@@ -98,3 +98,24 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def read_tensors(path: str | os.PathLike, device: str = "cpu", what: str = "safetensors file") -> dict:
+    """The tensors of a safetensors file; a missing, truncated or foreign file is a ValueError
+    naming it (safetensors raises its own error types)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what}")
+    try:
+        return load_file(str(path), device=device)
+    except Exception as e:  # noqa: BLE001  SafetensorError, or an OSError of a damaged file
+        raise ValueError(f"{path}: a corrupt or truncated {what} ({e})") from None
+
+
+def tensor_entry(tensors: dict, key: str, path: str | os.PathLike):
+    """tensors[key], or a KeyError naming the file and what it holds."""
+    if key not in tensors:
+        raise KeyError(f"{path}: no tensor {key!r}; it holds {sorted(tensors)}")
+    return tensors[key]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import DiffusionConfig
-from .model import Condition
+from .model import Condition, Denoiser
 from .process import MaskingProcess
 from .sampling.constraints import LogitsProcessor, apply_processors
 
@@ -127,7 +127,7 @@ class DiffusionObjective:
 
 
 @torch.no_grad()
-def elbo_bits_per_token(model, batches, process: MaskingProcess, generator: torch.Generator,
+def elbo_bits_per_token(model: Denoiser, batches, process: MaskingProcess, generator: torch.Generator,
                         repeats: int = 1) -> float:
     """Monte-Carlo estimate of the negative ELBO in bits per target token (antithetic times);
     pad positions (`padding` in a batch) are not tokens."""

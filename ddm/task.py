@@ -15,18 +15,18 @@ data hooks; everything else has a default.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import save_file
 
 from .config import ConfigError, SampleConfig, from_dict, to_dict
-from .experiment import TASKS, DiffusionExperiment, Experiment
-from .io import atomic_directory, atomic_write_json, atomic_write_text
+from .experiment import RECORD, RESUMABLE, TASKS, DiffusionExperiment, Experiment, check_resume, record_experiment
+from .io import atomic_directory, atomic_write_json
 
 MODEL_DIR = "model"
 register_task = TASKS.register
@@ -43,6 +43,7 @@ class Task:
 
     Config: type = TaskConfig  # the `task:` section
     Experiment: type = Experiment  # the whole YAML
+    resumable: tuple[str, ...] = RESUMABLE  # fields that may change between runs in one run_dir
 
     def __init__(self, config: Experiment):
         self.config = config
@@ -65,6 +66,22 @@ class Task:
 
     def setup(self) -> None:
         """What `prepare` does; fitted things go under run_dir."""
+
+    def begin_run(self) -> None:
+        """Before training writes anything: refuse a run_dir that holds a run of another experiment
+        (naming each changed field), build what training stands on, then record the experiment."""
+        for change in check_resume(self.config, self.resumable):
+            print(f"resuming {self.run_dir} with a changed {change}")
+        self.prepare()
+        record_experiment(self.config)
+
+    def start_over(self) -> None:
+        """`ddm train --force`: delete the run folder (it must be one: it holds a recorded experiment)."""
+        if self.run_dir.exists():
+            if not (self.run_dir / RECORD).is_file():
+                raise ConfigError(f"--force: {self.run_dir} holds no {RECORD}, so it is not a run folder; "
+                                  "nothing was deleted")
+            shutil.rmtree(self.run_dir)
 
     def _unsupported(self, verb: str) -> ConfigError:
         return ConfigError(f"task {self.config.task.name!r}: `ddm {verb}` is not defined for this kind of experiment")
@@ -178,13 +195,10 @@ class DiffusionTask(Task):
 
     def train(self):
         """`ddm train`: train the denoiser (resuming from run_dir) and save run_dir/model."""
-        from .experiment import experiment_dict
         from .training import Trainer
 
-        self.prepare()
+        self.begin_run()
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(experiment_dict(cfg), sort_keys=False))
         torch.manual_seed(cfg.train.seed)  # the initial weights, like everything else, follow the seed
         model = self.build_model()
         print(f"task {cfg.task.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "

@@ -3,21 +3,18 @@
 import pytest
 import torch
 
-from ddm.config import ConfigError, ModelConfig, SampleConfig
-from ddm.model import MaskedDiffusionTransformer
+from ddm.config import ConfigError, SampleConfig
 from ddm.sampling import AllowedTokens, Order, Sampler
-from test_sampling import B, N, V, gen, random_head
+from test_sampling import B, N, V, gen
 
 
-@pytest.fixture(scope="module")
-def model():
-    from test_sampling import tiny_model
-
-    return tiny_model()
+@pytest.fixture
+def model(tiny_denoiser):
+    return tiny_denoiser(V, N)
 
 
 
-def test_allowed_tokens_hold_in_the_diffusion_loop_and_the_autoregressive_sampler(model):
+def test_allowed_tokens_hold_in_the_diffusion_loop_and_the_autoregressive_sampler(model, tiny_denoiser):
     from ddm.autoregressive import sample_autoregressive
 
     allowed = torch.zeros(N, V, dtype=torch.bool)
@@ -28,9 +25,7 @@ def test_allowed_tokens_hold_in_the_diffusion_loop_and_the_autoregressive_sample
     for order in ("random", "confidence"):
         ids = Sampler(steps=4, order=Order(order))(model, B, generator=gen(2), processors=processors).ids
         assert (ids[:, 0] == V - 1).all() and (ids[:, 1:] < 3).all()
-    torch.manual_seed(0)
-    causal = random_head(MaskedDiffusionTransformer(ModelConfig(vocab_size=V, shape=[N], d_model=32, depth=1,
-                                                                heads=2, causal=True)))
+    causal = tiny_denoiser(V, N, causal=True)
     ids = sample_autoregressive(causal, B, generator=gen(3), processors=processors).ids
     assert (ids[:, 0] == V - 1).all() and (ids[:, 1:] < 3).all()
 
@@ -51,12 +46,11 @@ def test_a_processor_that_returns_the_wrong_shape_or_forbids_everything_is_named
             1, torch.tensor([3]), float("-inf"))])
 
 
-def test_sampler_from_pretrained_reads_the_folder_schedule_and_sampler(tmp_path):
+def test_sampler_from_pretrained_reads_the_folder_schedule_and_sampler(tmp_path, tiny_denoiser):
     from ddm.config import DiffusionConfig
     from ddm.schedules import CosineSchedule
 
-    m = MaskedDiffusionTransformer(ModelConfig(vocab_size=V, shape=[N], d_model=32, depth=1, heads=2),
-                                   DiffusionConfig(schedule="cosine"), SampleConfig(steps=6, order="margin"))
+    m = tiny_denoiser(V, N, diffusion=DiffusionConfig(schedule="cosine"), sample=SampleConfig(steps=6, order="margin"))
     m.save_pretrained(tmp_path / "m")
     for source in (tmp_path / "m", m):
         s = Sampler.from_pretrained(source)

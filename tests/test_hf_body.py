@@ -99,15 +99,6 @@ def test_class_and_token_prefix_conditioning_with_padding():
         model(ids, cond=Condition(tokens=tokens, token_mask=token_mask, classes=torch.tensor([0, 1, 7])))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny ops run fastest, and steadiest on a busy machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_training_reduces_masked_loss(one_thread):
     """Toy task: every row repeats one random token; masked tokens are read from the visible ones."""
     torch.manual_seed(0)

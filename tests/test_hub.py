@@ -51,7 +51,7 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path):
     f = tmp_path / "m" / "model.safetensors"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="model.safetensors: corrupt or truncated safetensors file"):
+    with pytest.raises(ValueError, match="model.safetensors: a corrupt or truncated weights file"):
         load_pretrained(tmp_path / "m")
 
 

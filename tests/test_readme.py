@@ -48,7 +48,8 @@ def test_quickstart_runs_on_a_trained_image_run(user_dir):
     ImageTokenizer(ImageTokenizerConfig(width=8, latent_dim=4, quantizer=QuantizerConfig(
         codebook_size=16, kmeans_init=False))).save_pretrained(user_dir / "runs/image_mnist/tokenizer")
     assert main(["train", "--config", str(REPO / "configs/tasks/image_mnist_cpu.yaml"), "model.vocab_size=16",
-                 "model.d_model=32", "model.depth=1", "train.steps=3", "train.progress=false"]) == 0
+                 "task.tokenizer_path=runs/image_mnist/tokenizer", "model.d_model=32", "model.depth=1",
+                 "train.steps=3", "train.progress=false"]) == 0
     scope: dict = {}
     exec(blocks()["quickstart"], scope)
     images, result = scope["images"], scope["result"]

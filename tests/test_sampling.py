@@ -11,32 +11,21 @@ import math
 import pytest
 import torch
 
-from ddm.config import ConfigError, ModelConfig, SampleConfig, from_dict
+from ddm.config import ConfigError, SampleConfig, from_dict
 from ddm.model import Condition, MaskedDiffusionTransformer
 from ddm.sampling import (
     AncestralCount, ClassifierFreeGuidance, Fixed, MeasurementGuidance, Order, ReMDMRemasking, Sampler,
     SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample, sample_many,
 )
+from conftest import make_tiny_denoiser
 from tasks.synthetic.oracle import OracleDenoiser
 from tasks.synthetic.source import SourceSpec, UnifilarHMM, empirical_pair_stats, pair_tv
 
 V, N, B = 8, 12, 3
 
 
-def random_head(model: MaskedDiffusionTransformer, seed: int = 0, std: float = 0.3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        w = model.heads.discrete.weight
-        w.copy_(torch.randn(w.shape, generator=g) * std)
-        model.heads.discrete.bias.copy_(torch.randn(w.shape[0], generator=g))
-    return model.eval()
-
-
 def tiny_model(**overrides) -> MaskedDiffusionTransformer:
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=V, shape=[N], d_model=32, depth=1, heads=2)
-    cfg.update(overrides)
-    return random_head(MaskedDiffusionTransformer(ModelConfig(**cfg)))
+    return make_tiny_denoiser(V, N, **overrides)
 
 
 class Counting(torch.nn.Module):
@@ -60,13 +49,7 @@ class Counting(torch.nn.Module):
         return self.model(ids, t=t, cond=cond, prefix=prefix)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation (10x slower on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds synchronisation
 
 
 def gen(seed=0):

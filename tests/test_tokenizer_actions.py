@@ -140,7 +140,7 @@ def test_vq_trains_evaluates_and_reloads(mocap, tmp_path):
     m = tok.evaluate(mocap["heldout"])
     # 4 tokens are fewer than one frame: binning cannot go below one frame (7 tokens), and says so
     assert m["vq_tokens"] == 4 and m["bins_tokens"] == 7 and m["bins_full_tokens"] == 56
-    assert all(m[k] >= 0 for k in ("vq_mse_norm", "bins_mse_norm", "bins_full_mse_norm"))
+    assert m["bins_full_mse_norm"] < m["bins_mse_norm"]  # every frame binned beats one frame held
     stream = tok.encode(mocap["heldout"][:5])
     assert stream.ids.shape == (5, 2, 2) and int(stream.ids.max()) < tok.vocab_size == 32
     assert tok.decode(stream).shape == (5, 8, 7)
@@ -159,3 +159,18 @@ def test_binning_baseline_with_all_tokens_is_plain_binning(mocap):
     x = mocap["heldout"].double()
     u, used = tok.binning_baseline(x, 56)
     assert used == 56 and torch.allclose(u, bins.decode_normalised(bins.encode(x)))
+
+
+def test_vq_beats_binning_at_the_same_tokens(mocap, tmp_path):
+    """The README's comparison at small scale: one latent through 8 residual levels (8 tokens) against
+    binning one frame (7 tokens, held over the chunk). 300 steps: VQ 0.0203, binning 0.0247; the
+    README's configuration (16 levels, 2000 steps) gets 0.0035 against 0.0054 at 14 tokens."""
+    torch.manual_seed(0)
+    cfg = ActionVQConfig(latent_tokens=1, latent_dim=16, hidden=128, compare_bins=256,
+                         quantizer=QuantizerConfig(kind="rvq", codebook_size=64, num_quantizers=8))
+    tok = ActionVQTokenizer(cfg)
+    tok.fit(mocap["train"], TrainConfig(steps=300, batch_size=64, lr=2e-3, warmup_steps=20, weight_decay=0.0,
+                                        log_every=100, checkpoint_every=0, progress=False), tmp_path / "run")
+    m = tok.evaluate(mocap["heldout"])
+    assert m["vq_tokens"] == 8 and m["bins_tokens"] == 7
+    assert m["vq_mse_norm"] < 0.9 * m["bins_mse_norm"]

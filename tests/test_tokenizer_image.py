@@ -34,9 +34,9 @@ def mnist():
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory):
     tok = tiny()
-    small = mnist["train"].select(range(256))
-    tok.fit(small, TrainConfig(steps=15, batch_size=32, lr=2e-3, warmup_steps=2, progress=False,
-                               checkpoint_every=0, log_every=5), tmp_path_factory.mktemp("fit"))
+    small = mnist["train"].select(range(1024))
+    tok.fit(small, TrainConfig(steps=150, batch_size=32, lr=3e-3, warmup_steps=10, progress=False,
+                               checkpoint_every=0, log_every=50), tmp_path_factory.mktemp("fit"))
     return tok
 
 
@@ -70,8 +70,19 @@ def test_train_encode_decode_save_load(trained, mnist, tmp_path):
     x_hat = trained.decode(stream)
     assert x_hat.shape == x.shape and 0 <= x_hat.min() and x_hat.max() <= 1
     assert torch.allclose(trained.decode(stream.flat()), x_hat)  # flat ids from a diffusion model
-    metrics = trained.evaluate(mnist["heldout"].select(range(64)))
-    assert {"psnr", "mse", "usage", "perplexity"} <= set(metrics) and metrics["psnr"] > 5
+    heldout = mnist["heldout"].select(range(64))
+    metrics = trained.evaluate(heldout)
+    assert {"psnr", "mse", "usage", "perplexity"} <= set(metrics)
+    # PSNR as evaluate defines it (the mean over images), of the predictors that know nothing of
+    # the digit: all black (9.4 dB here) and the mean training image (11.3 dB). 150 steps of a
+    # small tokenizer give 15.2 dB; the README's 500-step one 24.5 dB on all 500 digits.
+    digits = heldout[:]["x"]
+
+    def psnr(guess):
+        return float((10 * torch.log10(1 / ((guess - digits) ** 2).flatten(1).mean(1))).mean())
+
+    mean_image = mnist["train"][:]["x"].mean(0, keepdim=True).expand_as(digits)
+    assert metrics["psnr"] > psnr(mean_image) + 3.0 > psnr(torch.zeros_like(digits)) + 3.0
     trained.save_pretrained(tmp_path / "tok")
     loaded = load_tokenizer(tmp_path / "tok")
     assert torch.equal(loaded.encode(x).ids, stream.ids)

@@ -122,7 +122,7 @@ def test_splits_do_not_cross(small_data):
 
 def test_train_save_load_identical_ids(small_data, tmp_path):
     tok = tiny_tokenizer()
-    cfg = TrainConfig(steps=20, batch_size=16, lr=3e-3, warmup_steps=2, log_every=10, checkpoint_every=0,
+    cfg = TrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=2, log_every=50, checkpoint_every=0,
                       progress=False)
     tok.fit(small_data["train"], cfg, tmp_path / "run")
     assert tok.feature_std.min() >= 0.05  # fitted statistics, saved with the weights
@@ -140,9 +140,11 @@ def test_train_save_load_identical_ids(small_data, tmp_path):
     assert torch.allclose(again.decode(stream), tok.decode(stream))
 
     metrics = tok.evaluate(small_data["heldout"])
-    for key in ("rotation_error_deg", "root_position_error_cm", "joint_position_error_cm", "usage_0",
-                "perplexity_1"):
-        assert math.isfinite(metrics[key])
+    assert {"usage_0", "perplexity_1", "root_position_error_cm"} <= set(metrics)
+    # A short fit of a small tokenizer on the walk / run / jump windows: held-out joint rotations
+    # within 16 degrees (13.7 measured; 17.5 after 20 steps) and joints within 40 cm after forward
+    # kinematics (33.9). The README's tokenizer: 3.60 degrees (`ddm train --config configs/tokenizers/motion.yaml`).
+    assert metrics["rotation_error_deg"] < 16.0 and metrics["joint_position_error_cm"] < 40.0
     assert metrics["heldout_frames"] == sum(len(r["x"]) for r in small_data["heldout"])
     pictures = tok.save_pictures(small_data["heldout"], tmp_path / "pics", clips=2, frames=2)
     assert pictures[0].suffix == ".png" and pictures[0].stat().st_size > 1000

@@ -35,8 +35,7 @@ def write_yaml(tmp_path, task: str, model: str = "", run: str = "run") -> str:
 def test_trains_on_a_npy_file_and_samples_from_the_folder_alone(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "ids.npy", rising_rows())
     config = write_yaml(tmp_path, f"path: {tmp_path / 'ids.npy'}")
-    assert main(["train", "--config", config, *TINY]) == 0
-    assert main(["eval", "--config", config, *TINY]) == 0
+    assert main(["run", "--config", config, *TINY]) == 0  # train, then eval
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 < metrics["heldout_elbo_bits_per_token"] < np.log2(V)  # below the uniform code: it learned
     assert "heldout_elbo_bits_per_token" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +105,7 @@ def logged_steps(out_dir: Path) -> list[int]:
 # --------------------------------------------------------------------------- tests
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    # Tiny tensors: a second intra-op thread only adds contention on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: a second thread only adds contention
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:
@@ -351,6 +346,30 @@ def test_two_process_cpu_training(tmp_path: Path) -> None:
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # gradients were all-reduced
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-3:]) < 0.5 * sum(losses[:3])
+    assert latest_checkpoint(tmp_path / "checkpoints").name == f"step_{ranks[0]['steps']:08d}"
+
+
+def test_ctrl_c_under_accelerate_launch_checkpoints_every_process(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole process group (launcher and workers): every worker
+    finishes the step under way, they agree, save that step once and stop together."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(TESTS / "scripts" / "ddp_train.py"), str(tmp_path),
+           "100000", "0"]  # no periodic checkpoint: what is saved comes from the interrupt
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 240
+    while (not metrics.is_file() or len(metrics.read_text().splitlines()) < 5) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert all(r["interrupted"] for r in ranks), out[-3000:]
+    assert ranks[0]["steps"] == ranks[1]["steps"] >= 5 and ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     assert latest_checkpoint(tmp_path / "checkpoints").name == f"step_{ranks[0]['steps']:08d}"
 
 

@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 from accelerate import PartialState
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ddm.config import ConfigError, registered
 from ddm.experiment import Experiment, load_experiment
-from ddm.io import atomic_write_json
+from ddm.hub import config_diff
+from ddm.io import atomic_write_json, read_tensors, tensor_entry
 from ddm.task import Task, register_task
 
 from .base import Tokenizer
@@ -77,13 +78,18 @@ def fit_or_load(config: str | Path, directory: str | Path, kind: str | None = No
     `config` describes, fitted into it (its checkpoints under `run_dir`, default the config's).
     `kind`, when given, is the tokenizer kind the caller needs."""
     directory = Path(directory)
-    if (directory / "config.json").is_file():
-        return load_tokenizer(directory).eval()
     exp = load_experiment(config, [f"run_dir={run_dir}"] if run_dir else [])
     if not isinstance(exp, TokenizerExperiment):
         raise ConfigError(f"{config}: a {exp.task.name!r} experiment, not a tokenizer one (task: {{name: tokenizer}})")
     if kind is not None and exp.task.kind != kind:
         raise ConfigError(f"{config}: a {exp.task.kind!r} tokenizer; this task needs kind {kind!r}")
+    if (directory / "config.json").is_file():
+        tok = load_tokenizer(directory).eval()
+        differ = config_diff(exp.tokenizer, tok.config) if type(tok) is TOKENIZERS.get(exp.task.kind) else ["kind"]
+        if differ:  # never reuse a tokenizer that another config made
+            raise ConfigError(f"the tokenizer at {directory} was fitted by another config than {config} "
+                              f"({'; '.join(differ)}); delete it to fit the new one, or use a new run_dir")
+        return tok
     print(f"fitting the {exp.task.kind} tokenizer ({config}) into {directory}")
     tok, splits = fit_tokenizer(exp, directory)
     heldout = tok.evaluate(splits["heldout"])
@@ -125,6 +131,10 @@ class TokenizerTask(Task):
         return metrics
 
     def train(self) -> dict[str, float]:
+        self.begin_run()  # a tokenizer of another experiment in run_dir is refused, never replaced
+        if (self._directory() / "config.json").is_file():
+            print(f"the tokenizer at {self._directory()} is fitted already (start over with --force)")
+            return self.evaluate()
         tok, splits = fit_tokenizer(self.config, self._directory())
         return self._report(tok, splits["heldout"])
 
@@ -134,7 +144,8 @@ class TokenizerTask(Task):
 
     def encode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
         tok = self._load(model_dir)
-        stream = tok.encode(tok.read_input(source) if hasattr(tok, "read_input") else load_file(source)["x"])
+        x = tok.read_input(source) if hasattr(tok, "read_input") else tensor_entry(read_tensors(source), "x", source)
+        stream = tok.encode(x)
         tensors = {"ids": stream.ids.contiguous(), "shape": torch.tensor(stream.shape)}
         if stream.values is not None:
             tensors["values"] = stream.values.contiguous()
@@ -143,7 +154,7 @@ class TokenizerTask(Task):
 
     def decode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
         tok = self._load(model_dir)
-        ids = load_file(source)["ids"]
+        ids = tensor_entry(read_tensors(source), "ids", source)
         x = tok.decode(ids)
         if hasattr(tok, "write_output"):
             tok.write_output(x, target)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..config import DiffusionConfig, SampleConfig, from_dict, to_dict
-from ..model import Condition
+from ..model import Condition, Denoiser
 from ..schedules import LogLinearSchedule, Schedule, get_schedule
 from .constraints import LogitsProcessor, apply_processors
 from .denoise import Denoise
@@ -99,7 +99,7 @@ class Sampler:
 
 
 @torch.no_grad()
-def sample(model, num_samples: int | None = None, *, sampler: Sampler | None = None,
+def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler | None = None,
            cond: Condition | None = None, fixed: Fixed | tuple[Tensor, Tensor] | None = None,
            measurement: MeasurementGuidance | None = None, generator: torch.Generator | None = None,
            processors: Sequence[LogitsProcessor] = (), return_trace: bool = False) -> SampleResult:
@@ -179,7 +179,7 @@ def sample(model, num_samples: int | None = None, *, sampler: Sampler | None = N
     return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence)
 
 
-def sample_many(model, num_samples: int, batch_size: int, *, sampler: Sampler | None = None,
+def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: Sampler | None = None,
                 cond: Condition | None = None, fixed: Fixed | tuple[Tensor, Tensor] | None = None,
                 generator: torch.Generator | None = None, **kwargs) -> SampleResult:
     """`sample` in batches of at most `batch_size` rows, one generator throughout.

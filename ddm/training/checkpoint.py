@@ -16,15 +16,17 @@ A folder is written under a `.tmp-` name and renamed when complete
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ddm.io import atomic_directory, read_json
+from ddm.io import atomic_directory, read_json, read_tensors
 
 _STEP_DIR = re.compile(r"step_(\d{8})")
 _MARKER = "trainer.json"
@@ -118,23 +120,39 @@ def load_info(folder: str | Path) -> dict[str, Any]:
     return read_json(Path(folder) / _MARKER)
 
 
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return read_tensors(path, what=f"checkpoint file (delete its folder {path.parent.name} to resume from the "
+                                   "one before)")
+
+
 def load_weights(folder: str | Path, name: str) -> dict[str, torch.Tensor] | None:
     path = Path(folder) / f"{name}.safetensors"
-    return load_file(str(path)) if path.is_file() else None
+    return _read_tensors(path) if path.is_file() else None
 
 
 def load_state(folder: str | Path, name: str) -> Any:
     folder = Path(folder)
     structure = read_json(folder / f"{name}.json")
     tensor_file = folder / f"{name}.safetensors"
-    tensors = load_file(str(tensor_file)) if tensor_file.is_file() else {}
+    tensors = _read_tensors(tensor_file) if tensor_file.is_file() else {}
     return _decode(structure, tensors)
 
 
 def prune_checkpoints(root: str | Path, keep: int) -> None:
-    """Keep the newest `keep` checkpoints; drop older ones and leftovers of killed writes."""
+    """Keep the newest `keep` checkpoints; drop older ones and leftovers of killed writes.
+
+    A checkpoint is first renamed out of the `step_*` names in one step, then deleted, so a
+    kill in the middle never leaves a half-deleted folder that still looks like a checkpoint."""
     root = Path(root)
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for leftover in [*root.glob(".tmp-step_*"), *root.glob(".old-step_*")]:
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{old.name}-", dir=root))
+        os.rmdir(trash)
+        os.rename(old, trash)
+    remove_leftovers(root)
+
+
+def remove_leftovers(root: str | Path) -> None:
+    """Delete what killed writes and prunes left behind (never a complete checkpoint)."""
+    root = Path(root)
+    for leftover in [*root.glob(".tmp-step_*"), *root.glob(".old-step_*"), *root.glob(".trash-step_*")]:
         shutil.rmtree(leftover, ignore_errors=True)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
@@ -30,6 +28,7 @@ from ddm.io import atomic_write_text
 from ddm.training import checkpoint as ckpt
 from ddm.training.data import StepSampler, derive_seed, fetch
 from ddm.training.ema import EMA
+from ddm.training.interrupt import StopRequest
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
@@ -64,23 +63,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (cluster pre-emption, `kill`) like Ctrl-C while training."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class Trainer:
@@ -172,12 +154,19 @@ class Trainer:
 
     def _resume(self) -> tuple[int, float]:
         """Load the newest complete checkpoint; returns (step, elapsed seconds)."""
+        if self.is_main:
+            ckpt.remove_leftovers(self.checkpoint_root)
         folder = ckpt.latest_checkpoint(self.checkpoint_root)
         step, elapsed = 0, 0.0
         if folder is not None:
             info = ckpt.load_info(folder)
             step, elapsed = info["step"], info.get("elapsed", 0.0)
-            self.model.load_state_dict(ckpt.load_weights(folder, "model"))
+            try:
+                self.model.load_state_dict(ckpt.load_weights(folder, "model"))
+            except RuntimeError as e:
+                first = str(e).splitlines()[0]
+                raise ValueError(f"{folder}: the checkpoint holds another model than this one ({first} ...); "
+                                 "train in a new run_dir, or delete the old checkpoints") from None
             if self.ema is not None:
                 ema = ckpt.load_weights(folder, "ema")
                 if ema is None:
@@ -245,6 +234,11 @@ class Trainer:
             self.ema.update(self.model, step)
         return loss_value, norm_value, extras
 
+    def _agreed(self, flag: bool) -> bool:
+        """True on every process when any of them has it true (one tiny all-reduce)."""
+        votes = torch.tensor([float(flag)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(votes, "sum").item() > 0)
+
     def _evaluate(self, step: int) -> dict[str, float]:
         """eval_fn on every process (it may shard work), EMA weights swapped in; main logs."""
         self.model.eval()
@@ -287,8 +281,9 @@ class Trainer:
         start = window_start = time.perf_counter()
         window: list[tuple[float, float, dict[str, float]]] = []
         result = TrainResult(step=step, loss=None, interrupted=False)
+        stop = StopRequest(self.accelerator.num_processes)
         try:
-            with _sigterm_as_interrupt():
+            with stop.handlers():
                 while step < c.steps:
                     lr = self.optimizer.param_groups[0]["lr"]
                     loss, grad_norm, extras = self._train_step(step)
@@ -312,6 +307,10 @@ class Trainer:
                         result.metrics.update(self._evaluate(step))
                     if (c.checkpoint_every and step % c.checkpoint_every == 0) or step == c.steps:
                         self._save(step, elapsed_before + time.perf_counter() - start)
+                    if stop.deferred and self._agreed(stop.requested):
+                        self._save(step, elapsed_before + time.perf_counter() - start)
+                        result.interrupted = True
+                        break
         except KeyboardInterrupt:
             # The half-accumulated step is dropped; the weights are those after `step` steps.
             self.model.zero_grad(set_to_none=True)

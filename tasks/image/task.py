@@ -29,7 +29,7 @@ from ddm.process import MaskingProcess
 from ddm.sampling import Sampler, sample_many
 from ddm.schedules import get_schedule
 from ddm.task import DiffusionTask, register_task
-from tokenizers_vq import fit_or_load
+from tokenizers_vq import fit_or_load, load_tokenizer
 from tokenizers_vq.data.images import image_splits
 
 from . import pictures
@@ -63,6 +63,8 @@ class ImageConfig:
 @register_task("image")
 class ImageTask(DiffusionTask):
     Config = ImageConfig
+    resumable = DiffusionTask.resumable + ("task.classifier_steps", "task.samples_per_class", "task.eval_steps",
+                                           "task.baseline", "task.latency_images", "task.inpaint_")
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
@@ -98,8 +100,10 @@ class ImageTask(DiffusionTask):
 
     def _tokenizer(self):
         directory = self._tokenizer_dir()
-        if self.config.task.tokenizer_path and not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
+        if self.config.task.tokenizer_path:  # a tokenizer of the user's: used as it is
+            if not (directory / "config.json").is_file():
+                raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
+            return load_tokenizer(directory).eval()
         return fit_or_load(self.config.task.tokenizer_config, directory, kind="image",
                            run_dir=self.run_dir / "tokenizer_training")
 

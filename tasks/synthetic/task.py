@@ -49,6 +49,7 @@ class SyntheticConfig:
 @register_task("synthetic")
 class SyntheticTask(DiffusionTask):
     Config = SyntheticConfig
+    resumable = DiffusionTask.resumable + ("task.eval_size", "task.lags", "task.elbo_repeats")
 
     def __init__(self, config):
         super().__init__(config)

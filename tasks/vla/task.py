@@ -22,6 +22,7 @@ from .config import VLAExperiment, VLATaskConfig
 class VLATask(Task):
     Config = VLATaskConfig
     Experiment = VLAExperiment
+    resumable = Task.resumable + ("task.decoders", "demos.workers", "encoder.batch_size")
 
     def setup(self) -> None:
         from .features import dataset_features
@@ -36,6 +37,7 @@ class VLATask(Task):
         from .train import train_policy
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.begin_run()
         return [train_policy(self.config, decoder) for decoder in self.config.task.decoders]
 
     def evaluate(self, model_dir: str | Path | None = None) -> dict[str, dict]:

@@ -11,11 +11,13 @@ steps and batch size: only `policy.decoder` differs. The trainer's checkpoints g
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import torch
 
+from ddm.config import ConfigError
 from ddm.training import Trainer
 
 from .config import VLAExperiment
@@ -28,8 +30,16 @@ def ensure_demos(exp: VLAExperiment, progress: bool = True) -> Path:
     """The demo dataset of the experiment, recorded first if it is not there yet."""
     from .demos import collect, format_report
 
+    report = exp.demos_dir / "demos_report.json"
     if not (exp.demos_dir / "dataset_info.json").is_file():
         print(format_report(collect(exp.demos, exp.demos_dir, progress=progress)))
+    elif report.is_file():  # demos recorded for other tasks, cameras or episodes are never reused
+        recorded, asked = json.loads(report.read_text())["config"], dataclasses.asdict(exp.demos)
+        differ = [f"demos.{k}: {recorded.get(k)!r} -> {v!r}" for k, v in asked.items()
+                  if k != "workers" and recorded.get(k) != v]
+        if differ:
+            raise ConfigError(f"{exp.demos_dir} holds demos recorded with another config ({'; '.join(differ)}); "
+                              "use a new run_dir, or delete that folder to record them again")
     return exp.demos_dir
 
 

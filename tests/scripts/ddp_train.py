@@ -1,8 +1,9 @@
 """Two-process training for tests/test_trainer.py; run under `accelerate launch`.
 
-usage: ddp_train.py OUT_DIR
-Every process writes OUT_DIR/rank{i}.json: the dataset indices it read and a
-hash of its final weights (equal on all processes when gradients are all-reduced).
+usage: ddp_train.py OUT_DIR [STEPS CHECKPOINT_EVERY]
+Every process writes OUT_DIR/rank{i}.json: the dataset indices it read, whether it was
+interrupted and a hash of its final weights (equal on all processes when gradients are
+all-reduced).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_trainer import ToyData, make_trainer, toy_loss  # noqa: E402
 
 
-def main(out_dir: Path) -> None:
+def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
     seen: list[int] = []
 
     def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
@@ -26,17 +27,17 @@ def main(out_dir: Path) -> None:
         return toy_loss(model, batch, gen)
 
     # 24 steps x 2 processes x 8 examples < 1024: no example is read twice.
-    trainer = make_trainer(out_dir, loss_fn, data=ToyData(1024), steps=24, lr=5e-2, log_every=1,
-                           checkpoint_every=12)
+    trainer = make_trainer(out_dir, loss_fn, data=ToyData(1024), steps=steps, lr=5e-2, log_every=1,
+                           checkpoint_every=checkpoint_every)
     result = trainer.train()
     digest = hashlib.sha256()
     for value in trainer.model.state_dict().values():
         digest.update(value.detach().cpu().numpy().tobytes())
     acc = trainer.accelerator
     report = {"rank": acc.process_index, "num_processes": acc.num_processes, "steps": result.step,
-              "seen": seen, "weights_sha256": digest.hexdigest()}
+              "interrupted": result.interrupted, "seen": seen, "weights_sha256": digest.hexdigest()}
     (out_dir / f"rank{acc.process_index}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *map(int, sys.argv[2:4]))
