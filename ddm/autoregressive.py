@@ -68,7 +68,7 @@ def sample_autoregressive(model: Denoiser, num_samples: int | None = None, *, co
     """Raster-order sampling with a key/value cache; NFE = tokens (x2 with guidance)."""
     if not model.config.causal:
         raise ValueError("sample_autoregressive: the model is not causal (model.causal=false)")
-    n, vocab = model.config.seq_len, model.config.vocab_size
+    n = model.config.seq_len
     batch = num_samples if num_samples is not None else (cond.batch_size if cond is not None else None)
     if batch is None:
         raise ValueError("sample_autoregressive: pass num_samples or a condition")

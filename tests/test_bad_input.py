@@ -4,8 +4,6 @@ and never silent acceptance: the table of `benchmarks/reliability.py` (part 1), 
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from reliability import field_cases, file_cases, run_case  # noqa: E402

@@ -6,7 +6,6 @@ behind `OracleDenoiser` checks that random-order sampling is exact.
 """
 
 import itertools
-import math
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from ddm.config import ConfigError, SampleConfig, from_dict
 from ddm.model import Condition, MaskedDiffusionTransformer
 from ddm.sampling import (
     AncestralCount, ClassifierFreeGuidance, Fixed, MeasurementGuidance, Order, ReMDMRemasking, Sampler,
-    SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample, sample_many,
+    SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample_many,
 )
 from conftest import make_tiny_denoiser
 from tasks.synthetic.oracle import OracleDenoiser

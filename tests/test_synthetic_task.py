@@ -10,7 +10,6 @@ from ddm.cli import main
 from ddm.hub import load_pretrained
 from ddm.objectives import elbo_bits_per_token
 from ddm.process import MaskingProcess
-from ddm.schedules import get_schedule
 from ddm.experiment import load_experiment
 from ddm.task import build_task
 from tasks.synthetic.oracle import OracleDenoiser

@@ -10,7 +10,6 @@ dropout, which it records in its diffusion section (`model.diffusion.cond_dropou
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..model import Condition
