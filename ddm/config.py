@@ -333,6 +333,22 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted field, old value, new value) for every field that differs between two configs
+    (dataclasses or plain mappings, nested); a field missing on one side is None there."""
+    out: list[tuple[str, Any, Any]] = []
+
+    def walk(x: Any, y: Any, where: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in sorted(set(x) | set(y)):
+                walk(x.get(k), y.get(k), f"{where}.{k}" if where else k)
+        elif x != y:
+            out.append((where, x, y))
+
+    walk(to_dict(old), to_dict(new), prefix)
+    return out
+
+
 def describe(cls: type, section: str) -> str:
     """One line per field of config dataclass `cls`: name, what it accepts, default (for --help)."""
     hints = typing.get_type_hints(cls)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, convert,
-                     apply_overrides, read_yaml, to_dict)
+from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, apply_overrides,
+                     changed_fields, convert, read_yaml, to_dict)
 from .registry import Registry, RegistryError
 
 TASKS = Registry("task", entry_points="ddm.tasks")
@@ -109,16 +109,6 @@ def experiment_of_folder(directory: str | Path, overrides: list[str] = ()) -> Ex
     return build_experiment(apply_overrides(data, list(overrides)))
 
 
-def experiment_dict(experiment: Experiment) -> dict:
-    return to_dict(experiment)
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: data}
-
-
 def check_resume(experiment: Experiment, resumable: tuple[str, ...] = RESUMABLE) -> list[str]:
     """Compare the experiment with the one recorded in its run_dir, before anything is written there.
 
@@ -130,9 +120,7 @@ def check_resume(experiment: Experiment, resumable: tuple[str, ...] = RESUMABLE)
         return []  # nothing trained there yet (a run that failed early): nothing to protect
     import yaml
 
-    old, new = _flat(yaml.safe_load(record.read_text()) or {}), _flat(experiment_dict(experiment))
-    changes = [(k, old.get(k, "(unset)"), new.get(k, "(unset)")) for k in sorted(set(old) | set(new))
-               if old.get(k) != new.get(k)]
+    changes = changed_fields(yaml.safe_load(record.read_text()) or {}, to_dict(experiment))
     refused = [c for c in changes if not c[0].startswith(resumable)]
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
@@ -149,4 +137,4 @@ def record_experiment(experiment: Experiment) -> None:
     import yaml
 
     Path(experiment.run_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(experiment.run_dir) / RECORD, yaml.safe_dump(experiment_dict(experiment), sort_keys=False))
+    atomic_write_text(Path(experiment.run_dir) / RECORD, yaml.safe_dump(to_dict(experiment), sort_keys=False))

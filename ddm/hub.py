@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import save_model
 
-from .config import ConfigError, from_dict, to_dict
+from .config import ConfigError, changed_fields, from_dict, to_dict
 from .io import atomic_directory, atomic_write_json, read_json, read_tensors
 from .registry import Registry
 
@@ -163,19 +163,8 @@ def _is_tied_alias(model: torch.nn.Module, key: str, state: dict) -> bool:
 
 
 def config_diff(a: Any, b: Any) -> list[str]:
-    """Dotted fields whose values differ between two configs."""
-    da, db = to_dict(a), to_dict(b)
-    out: list[str] = []
-
-    def walk(x, y, where):
-        if isinstance(x, dict) and isinstance(y, dict):
-            for k in sorted(set(x) | set(y)):
-                walk(x.get(k), y.get(k), f"{where}.{k}" if where else k)
-        elif x != y:
-            out.append(f"{where}: {x!r} != {y!r}")
-
-    walk(da, db, "")
-    return out
+    """Dotted fields whose values differ between two configs, as `field: a != b`."""
+    return [f"{where}: {x!r} != {y!r}" for where, x, y in changed_fields(a, b)]
 
 
 def convert_folder(directory: str | os.PathLike, sections: dict[str, Any]) -> Path:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .config import ConfigError, SampleConfig, from_dict, to_dict
+from .config import ConfigError, SampleConfig, changed_fields, from_dict, to_dict
 from .experiment import RECORD, RESUMABLE, TASKS, DiffusionExperiment, Experiment, check_resume, record_experiment
 from .io import atomic_directory, atomic_write_json
 
@@ -184,9 +184,8 @@ class DiffusionTask(Task):
             raise FileNotFoundError(f"no trained model at {directory}; run `ddm train` with this config first "
                                     f"or pass --model DIR")
         model = load_pretrained(directory, expected_config=self.config.model)
-        saved, asked = to_dict(model.diffusion), to_dict(self.config.diffusion)
-        differ = [f"diffusion.{k}: the config says {asked[k]!r}, the model was trained with {saved[k]!r}"
-                  for k in asked if asked[k] != saved.get(k)]
+        differ = [f"{k}: the config says {asked!r}, the model was trained with {saved!r}"
+                  for k, asked, saved in changed_fields(self.config.diffusion, model.diffusion, "diffusion")]
         if differ:
             raise ConfigError(f"the config contradicts the model at {directory}: {'; '.join(differ)}. A model "
                               f"samples with the process it was trained with: drop the override, or sample "

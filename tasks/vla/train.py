@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ddm.config import ConfigError
+from ddm.config import ConfigError, changed_fields
 from ddm.training import Trainer
 
 from .config import VLAExperiment
@@ -34,9 +34,9 @@ def ensure_demos(exp: VLAExperiment, progress: bool = True) -> Path:
     if not (exp.demos_dir / "dataset_info.json").is_file():
         print(format_report(collect(exp.demos, exp.demos_dir, progress=progress)))
     elif report.is_file():  # demos recorded for other tasks, cameras or episodes are never reused
-        recorded, asked = json.loads(report.read_text())["config"], dataclasses.asdict(exp.demos)
-        differ = [f"demos.{k}: {recorded.get(k)!r} -> {v!r}" for k, v in asked.items()
-                  if k != "workers" and recorded.get(k) != v]
+        recorded = json.loads(report.read_text())["config"]
+        differ = [f"{k}: {a!r} -> {b!r}" for k, a, b in changed_fields(recorded, exp.demos, "demos")
+                  if k != "demos.workers"]
         if differ:
             raise ConfigError(f"{exp.demos_dir} holds demos recorded with another config ({'; '.join(differ)}); "
                               "use a new run_dir, or delete that folder to record them again")
