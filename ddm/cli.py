@@ -24,6 +24,7 @@ from pathlib import Path
 from .config import ConfigError, SampleConfig, TrainConfig, describe, to_dict
 from .experiment import experiment_of_folder, load_experiment
 from .registry import RegistryError
+from .training import end_processes
 from .task import Task, build_task
 
 
@@ -153,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("DDM_DEBUG", "") not in ("", "0")
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        end_processes()
+        return code
     except (ConfigError, RegistryError) as e:
         if debug:
             raise
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message} (DDM_DEBUG=1 shows the traceback)", file=sys.stderr)
+    end_processes(wait=False)
     return 2
 
 

@@ -65,6 +65,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def end_processes(wait: bool = True) -> None:
+    """Leave the process group (under `accelerate launch`) before the interpreter exits: gloo's
+    threads still running at exit abort the process ("terminate called without an active
+    exception"), failing a run that finished. `wait`: first wait for every process (not after
+    an error, when the others may never arrive)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 class Trainer:
     """Train `model` on `train_data` by minimising `loss_fn`; see the module docstring.
 

@@ -18,6 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_trainer import ToyData, make_trainer, toy_loss  # noqa: E402
 
+from ddm.training import end_processes  # noqa: E402
+
 
 def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
     seen: list[int] = []
@@ -37,6 +39,7 @@ def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
     report = {"rank": acc.process_index, "num_processes": acc.num_processes, "steps": result.step,
               "interrupted": result.interrupted, "seen": seen, "weights_sha256": digest.hexdigest()}
     (out_dir / f"rank{acc.process_index}.json").write_text(json.dumps(report))
+    end_processes()
 
 
 if __name__ == "__main__":
