@@ -6,6 +6,7 @@
     ddm eval    --config C      the task's figures of the trained model
     ddm sample  --config C      generate and write samples   (or: ddm sample --model DIR, no YAML)
     ddm run     --config C      train, then eval (the main job)
+    ddm distill --model DIR --steps K [--plus]   learn a K-step sampler, saved in the model folder
     ddm encode / decode --config C --input X --output Y      a tokenizer's inputs <-> ids
     ddm convert DIR --config C  bring a model folder of an older ddm to the current format
 
@@ -66,6 +67,14 @@ def cmd_eval(args) -> int:
 
 def cmd_sample(args) -> int:
     for k, v in _task(args).sample(args.model, args.out).items():
+        print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    result = _task(args).distill(args.steps, args.plus, args.teacher_steps, args.model,
+                                 iterations=args.iterations, batch_size=args.batch_size)
+    for k, v in result.items():
         print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return 0
 
@@ -132,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                   fields="sampler fields (defaults), e.g. sample.order=confidence sample.steps=8:\n"
                          + describe(SampleConfig, "sample"))
     sample.add_argument("--out", help="where to write the samples (default: <run_dir>/samples)")
+    distill = verb("distill", cmd_distill, "Learn a few-step sampler for a trained model (LSD; --plus: LSD+) and "
+                   "save it in the model folder; sample with sample.learned=true.", model=True, config_required=False)
+    distill.add_argument("--steps", type=int, required=True, help="the student's step budget K")
+    distill.add_argument("--plus", action="store_true", help="LSD+: learn the reveal schedule too")
+    distill.add_argument("--teacher-steps", type=int, default=128,
+                         help="the teacher's steps (default 128, or one token per step if fewer)")
+    distill.add_argument("--iterations", type=int, default=200, help="SPSA iterations (default 200; stops at 8 min)")
+    distill.add_argument("--batch-size", type=int, default=64, help="student samples per loss (default 64)")
     verb("run", cmd_run, "The main job: train, then evaluate.").add_argument("--force", action="store_true",
                                                                              help=force_help)
     for name, fn, text in (("encode", cmd_encode, "A tokenizer's inputs -> ids."),

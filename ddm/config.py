@@ -199,6 +199,7 @@ class SampleConfig:
     block_size: int = bounded(0, 0)  # semi-autoregressive blocks of this many tokens (0: one block)
     cache_prefix: bool = True  # encode the condition prefix once per sample
     reuse_predictions: bool = True  # no model call when the tokens did not change since the last one
+    learned: bool = False  # use the coefficients `ddm distill` learned for this model, these parts and `steps`
 
     def __post_init__(self) -> None:
         if not self.top_p > 0.0:

@@ -100,6 +100,7 @@ class PretrainedModel(torch.nn.Module):
             setattr(model, name, value)
         load_weights(model, directory / WEIGHTS_FILE, map_location)
         model.load_files(directory)
+        model.pretrained_dir = directory  # where its learned samplers live (ddm.sampling.learned)
         return model.eval()  # loaded to be used, as `transformers` does: no dropout, no codebook updates
 
 

@@ -95,6 +95,10 @@ class Task:
     def sample(self, model_dir: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
         raise self._unsupported("sample")
 
+    def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128,
+                model_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
+        raise self._unsupported("distill")
+
     def encode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
         raise self._unsupported("encode")
 
@@ -222,7 +226,7 @@ class DiffusionTask(Task):
         from .sampling import Sampler, sample_many
 
         cfg = self.sample_config(**sampler_overrides)
-        sampler = Sampler.from_config(cfg, model.diffusion)
+        sampler = Sampler.for_model(model, cfg)
         cond, fixed = self.sample_conditions(cfg.num_samples), self.sample_fixed(cfg.num_samples)
         model.eval()
         start = time.perf_counter()
@@ -239,6 +243,24 @@ class DiffusionTask(Task):
         n = result.ids.shape[0]
         return {"samples": n, "nfe": result.nfe, "ms_per_sample": 1000 * seconds / n,
                 **self.sample_metrics(result.ids, cond), "written": str(path)}
+
+    def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128, model_dir: str | Path | None = None,
+                **options: Any) -> dict[str, Any]:
+        """`ddm distill`: learn a `steps`-step sampler for the trained model (`ddm.distill`) and save it
+        in the model folder, where `sample.learned=true` finds it."""
+        from .distill import DistillConfig, distill
+        from .sampling.learned import save_learned
+
+        options = DistillConfig(steps=steps, plus=plus, teacher_steps=teacher_steps, **options)
+        options.check()  # before any loading
+        self.prepare()
+        model = self.load_model(model_dir)
+        cfg = self.sample_config(steps=steps, learned=False)
+        result = distill(model, cfg, options, cond_fn=self.sample_conditions, fixed_fn=self.sample_fixed, processors=self.processors())
+        path = save_learned(self.model_dir(model_dir), cfg, model, result.coefficients, result.report)
+        r = result.report
+        return {"method": r["method"], "steps": steps, "path_kl_plain": r["plain_path_kl"],
+                "path_kl_learned": r["learned_path_kl"], "seconds": r["seconds"], "written": str(path)}
 
     # ------------------------------------------------------------------ evaluation
     def heldout_elbo(self, model, repeats: int = 1, seed: int = 0, batch_size: int = 500) -> float | None:

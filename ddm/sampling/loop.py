@@ -12,6 +12,7 @@ time-conditioned model gets the time at which its input is most typical.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class Sampler:
     cache_prefix: bool = True
     reuse_predictions: bool = True
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
+    step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
 
     def __post_init__(self) -> None:
         checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
@@ -95,7 +97,37 @@ class Sampler:
                              "a SampleConfig with Sampler.from_config")
         if overrides:
             base = from_dict(SampleConfig, {**to_dict(base), **overrides}, "sample")
+        if base.learned:
+            if isinstance(model, (str, os.PathLike)):
+                raise ValueError("sample.learned: pass the loaded model (its weights are checked against the "
+                                 "learned file), not its folder")
+            return cls.for_model(model, base)
         return cls.from_config(base, diffusion)
+
+    @classmethod
+    def for_model(cls, model: Any, cfg: SampleConfig) -> "Sampler":
+        """The sampler `cfg` names for a trained denoiser: its schedule, and with `cfg.learned` the
+        coefficients distilled for it at cfg.steps (`ddm distill`), read from its folder."""
+        sampler = cls.from_config(cfg, model.diffusion)
+        if not cfg.learned:
+            return sampler
+        from .learned import load_learned
+
+        return sampler.with_coefficients(load_learned(model, cfg), cfg.order)
+
+    def with_coefficients(self, coefficients: Any, base_order: str) -> "Sampler":
+        """This sampler with learned per-step parts (`ddm.sampling.learned.StepCoefficients`)."""
+        from .learned import LearnedOrder, LearnedSteps
+
+        if self.block_size:
+            raise ValueError("learned sampler: per step of one block; sample.block_size must be 0")
+        if coefficients.steps != self.steps:
+            raise ValueError(f"learned sampler: made for {coefficients.steps} steps, the sampler has {self.steps}")
+        parts = {"order": LearnedOrder(base_order, coefficients.order_weight),
+                 "step_temperatures": tuple(coefficients.temperature)}
+        if coefficients.alphas is not None:
+            parts["step_schedule"] = LearnedSteps(coefficients.alphas)
+        return dataclasses.replace(self, **parts)
 
 
 @torch.no_grad()
@@ -151,9 +183,10 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
                 if not info.final:
                     remask = committed & (weight < measurement.anchor_threshold)
 
-            probs = filter_logits(logits, sampler.temperature, sampler.top_k, sampler.top_p).exp()
+            temperature = sampler.step_temperatures[i] if sampler.step_temperatures else sampler.temperature
+            probs = filter_logits(logits, temperature, sampler.top_k, sampler.top_p).exp()
             tokens = state.ids.clone()  # committed positions keep their token: token_p is its current probability
-            tokens[candidates] = draw_tokens(probs[candidates], generator, greedy=sampler.temperature == 0)
+            tokens[candidates] = draw_tokens(probs[candidates], generator, greedy=temperature == 0)
             token_p = probs.gather(-1, tokens.clamp_max(vocab - 1)[..., None])[..., 0]
 
             if sampler.remasking.active(info):
@@ -176,7 +209,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
         raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
     if trace is not None:
         trace.committed_at = state.committed_at
-    return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence)
+    return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence, state.committed_at)
 
 
 def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: Sampler | None = None,

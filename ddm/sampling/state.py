@@ -106,3 +106,4 @@ class SampleResult:
     trace: Trace | None = None
     continuous: Tensor | None = None  # [B, N, C] when the model has a continuous head
     confidence: Tensor | None = None  # [B, N] probability of each token when committed (1 for fixed)
+    committed_at: Tensor | None = None  # [B, N] step that committed each token (-1: fixed)

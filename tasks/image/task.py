@@ -134,7 +134,7 @@ class ImageTask(DiffusionTask):
         """Diffusion samples for `classes`: (images [B, 1, H, W], SampleResult, seconds)."""
         self.check_classes(classes)
         sample_cfg = self.sample_config() if steps is None else self.sample_config(steps=steps)
-        sampler = Sampler.from_config(sample_cfg, model.diffusion)
+        sampler = Sampler.for_model(model, sample_cfg)
         model.eval()
         start = time.perf_counter()
         if return_trace:
@@ -188,7 +188,7 @@ class ImageTask(DiffusionTask):
             classes = None
             cond = Condition(classes=torch.zeros(len(images), dtype=torch.long)).dropped()
             sample_cfg = self.sample_config(guidance_scale=0.0)
-        sampler = Sampler.from_config(sample_cfg, model.diffusion)
+        sampler = Sampler.for_model(model, sample_cfg)
         result = sampler(model, cond=cond, fixed=fixed, measurement=measurement, generator=generator)
         seconds = time.perf_counter() - start
         filled = self.decode(result.ids)

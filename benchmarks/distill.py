@@ -1,0 +1,137 @@
+"""Learned samplers (LSD, LSD+) against the plain sampler, a grid search and the teacher.
+
+    python benchmarks/distill.py --config configs/tasks/synthetic_cpu.yaml --steps 4 8
+    python benchmarks/distill.py --config C --steps 4 --metrics impossible_fraction pair_tv --distill-seconds 300
+
+For each step budget K, on the task's trained model (run_dir/model) and its `sample_metrics`:
+* plain: the config's sampler at K steps;
+* grid: the best of temperature x order (random; confidence with Gumbel 2 or 4) x count
+  schedule (linear, cosine) at K steps, chosen on held-out seeds (its own samples) by the
+  summed remaining gap of the metrics (see `remaining_gap`), then measured on the test seeds;
+* LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured;
+* teacher: the config's sampler at min(128, tokens) steps.
+Every row of one budget is measured on the same test seed and number of samples. The
+picture (each metric against NFE) is written to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ddm.experiment import load_experiment  # noqa: E402
+from ddm.task import build_task  # noqa: E402
+
+GRID = {"temperature": [0.7, 0.85, 1.0],
+        "order": [("random", 0.0), ("confidence", 2.0), ("confidence", 4.0)],
+        "count_schedule": ["linear", "cosine"]}
+
+
+def measure(task, model, seed: int, samples: int, **sampler) -> dict[str, float]:
+    result, cond, _ = task.generate(model, seed=seed, num_samples=samples, batch_size=min(samples, 500), **sampler)
+    return {"nfe": float(result.nfe), **task.sample_metrics(result.ids, cond)}
+
+
+def remaining_gap(m: dict, plain: dict, teacher: dict, metrics: list[str]) -> float:
+    """Sum over the metrics of (m - teacher) / (plain - teacher): 0 is the teacher, 1 the plain sampler."""
+    return sum((m[k] - teacher[k]) / ((plain[k] - teacher[k]) or 1e-12) for k in metrics)
+
+
+def grid_points():
+    for t, (order, gumbel), schedule in itertools.product(*GRID.values()):
+        yield {"temperature": t, "order": order, "gumbel_temperature": gumbel, "count_schedule": schedule}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, nargs="+", default=[4, 8])
+    p.add_argument("--metrics", nargs="+", default=["impossible_fraction", "pair_tv"],
+                   help="sample_metrics keys, lower is better")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--grid-samples", type=int, default=500)
+    p.add_argument("--distill-seconds", type=float, default=480.0)
+    p.add_argument("--test-seed", type=int, default=777)
+    p.add_argument("--out", default="benchmarks/results/distill.png")
+    args = p.parse_args()
+
+    task = build_task(load_experiment(args.config))
+    task.prepare()
+    model = task.load_model()
+    tokens = model.config.seq_len
+    teacher_steps = min(128, tokens)
+    teacher = measure(task, model, args.test_seed, args.samples, steps=teacher_steps)
+    rows: dict[str, list[tuple[int, dict]]] = {"plain": [], "grid": [], "LSD": [], "LSD+": []}
+    for k in args.steps:
+        plain = measure(task, model, args.test_seed, args.samples, steps=k)
+        val_plain = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k)
+        val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
+        scored = []
+        for point in grid_points():
+            m = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k, **point)
+            scored.append((remaining_gap(m, val_plain, val_teacher, args.metrics), point))
+        best_gap, best = min(scored, key=lambda s: s[0])
+        grid = {**measure(task, model, args.test_seed, args.samples, steps=k, **best), "point": best}
+        rows["plain"].append((k, plain))
+        rows["grid"].append((k, grid))
+        for name, plus in (("LSD", False), ("LSD+", True)):
+            start = time.perf_counter()
+            report = task.distill(k, plus=plus, max_seconds=args.distill_seconds)
+            m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
+            m.update(distill_seconds=time.perf_counter() - start, path_kl=report["path_kl_learned"],
+                     path_kl_plain=report["path_kl_plain"])
+            rows[name].append((k, m))
+        print_budget(k, rows, teacher, teacher_steps, args.metrics)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"teacher": teacher, "rows": rows}, indent=1, default=str))
+    picture(rows, teacher, args.metrics, out, Path(args.config).stem)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def print_budget(k: int, rows: dict, teacher: dict, teacher_steps: int, metrics: list[str]) -> None:
+    plain = rows["plain"][-1][1]
+    print(f"\nK = {k} steps (teacher: {teacher_steps} steps, NFE {teacher['nfe']:.0f})")
+    head = "".join(f"{m:>22}" for m in metrics)
+    print(f"{'sampler':<10}{'NFE':>6}{head}   gap closed per metric")
+    for name in ("plain", "grid", "LSD", "LSD+"):
+        m = rows[name][-1][1]
+        closed = "  ".join(f"{100 * (plain[x] - m[x]) / ((plain[x] - teacher[x]) or 1e-12):6.1f}%" for x in metrics)
+        print(f"{name:<10}{m['nfe']:>6.0f}" + "".join(f"{m[x]:>22.4f}" for x in metrics) + f"   {closed}")
+    print(f"{'teacher':<10}{teacher['nfe']:>6.0f}" + "".join(f"{teacher[x]:>22.4f}" for x in metrics))
+    print(f"grid point: {rows['grid'][-1][1]['point']}")
+    for name in ("LSD", "LSD+"):
+        m = rows[name][-1][1]
+        print(f"{name}: path KL {m['path_kl_plain']:.4f} -> {m['path_kl']:.4f} nats/token, "
+              f"distilled in {m['distill_seconds']:.0f} s")
+
+
+def picture(rows: dict, teacher: dict, metrics: list[str], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, metric in zip(list(getattr(axes, "flat", [axes])), metrics):
+        for name, marker in (("plain", "o"), ("grid", "s"), ("LSD", "^"), ("LSD+", "v")):
+            points = rows[name]
+            ax.plot([m["nfe"] for _, m in points], [m[metric] for _, m in points], marker=marker, label=name)
+        ax.axhline(teacher[metric], color="black", linestyle="--", label=f"teacher (NFE {teacher['nfe']:.0f})")
+        ax.set_xlabel("NFE per sample")
+        ax.set_ylabel(metric + " (lower is better)")
+        ax.set_xscale("log", base=2)
+        ax.legend()
+    fig.suptitle(f"{title}: learned samplers vs plain, grid search and the teacher")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Learnable sampler distillation (LSD and LSD+): few-step samplers fitted to a many-step teacher.
+
+The model's weights never change. A K-step student is the one sampling loop with learned
+per-step coefficients (`ddm.sampling.learned`): a temperature and an order weight per step
+(LSD), and the revealed fraction after each step (LSD+).
+
+Teacher. The same model decoding one token per step (or `teacher_steps` groups, whichever
+is more steps), which is exact sampling from the model for any order that looks only at the
+revealed tokens.
+
+Alignment and divergence. Each student sample is scored against the teacher along the
+student's own path: the teacher reveals the tokens in the student's order, the tokens of
+one student step one after another (in a random order, drawn once per sample), so the
+teacher's states at the student's step boundaries are the student's states. The loss is
+the Monte-Carlo estimate, per generated token, of
+
+    sum_i KL( student's step i  ||  teacher's sub-steps over the same interval )
+        = E_student [ sum_l log q_i(x_l | x_{t_i}) - log p(x_l | x_{t_i}, tokens of step i before l) ],
+
+q_i the distribution the student drew from (its temperature applied) and p the model's.
+The reverse KL is the one that is computable from student samples alone (no teacher
+rollouts), and it names exactly what few parallel steps get wrong: tokens drawn together
+that the teacher, drawing them one after another, would not have put together. The log q
+term is the student's entropy, so collapsing onto a few samples is not free. When the
+order looks only at the revealed tokens (random, margin, entropy), the path KL is an upper
+bound of the KL between the student's and the teacher's samples (data processing); the
+confidence order selects on the drawn token itself, which tilts what is kept, and the
+bound does not hold (a student on it can look better to this loss than it is).
+
+Gradients. None pass through the discrete steps: the coefficients (9 numbers at most) are
+fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
+on the same noise, i.e. the same generator seed for both students, gives a gradient
+estimate) with Adam, and the best iterate on held-out seeds is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .config import SampleConfig, from_dict, to_dict
+from .sampling import Sampler, apply_processors
+from .sampling.denoise import Denoise
+from .sampling.guidance import ClassifierFreeGuidance
+from .sampling.learned import StepCoefficients, check_distillable
+from .sampling.posterior import check_fixed
+
+
+@dataclass
+class DistillConfig:
+    steps: int  # K, the student's step budget
+    plus: bool = False  # LSD+: learn the reveal schedule too
+    teacher_steps: int = 128  # the teacher's steps (clamped to one token per step)
+    batch_size: int = 64  # student samples per loss evaluation
+    iterations: int = 200
+    max_seconds: float = 480.0  # stop early past this
+    lr: float = 0.1  # Adam on the SPSA gradient
+    perturbation: float = 0.2  # SPSA's c
+    validate_every: int = 10
+    validation_batches: int = 4
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps: {self.steps}; a sampler needs at least 1 step")
+
+
+@dataclass
+class DistillResult:
+    coefficients: StepCoefficients
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the loss
+
+
+@torch.no_grad()
+def teacher_log_prob(model, ids: Tensor, committed_at: Tensor, sampler: Sampler, teacher_steps: int,
+                     generator: torch.Generator, cond=None, processors: Sequence = ()) -> Tensor:
+    """[B] log-probability of `ids` under the model decoding one group per teacher step, in the
+    student's order (`committed_at`: its step per token, -1 for fixed tokens), ties in random order."""
+    batch, n = ids.shape
+    fixed = committed_at < 0
+    tie = torch.rand(ids.shape, generator=generator, dtype=torch.float64).to(ids.device)
+    key = torch.where(fixed, torch.full_like(tie, -1.0), committed_at.double() + tie)
+    rank = key.argsort(1).argsort(1) - fixed.sum(1, keepdim=True)  # 0.. over the generated tokens; fixed < 0
+    free = (~fixed).sum(1, keepdim=True)
+    steps = min(teacher_steps, int(free.max()))
+    guidance = ClassifierFreeGuidance(sampler.guidance_scale) if sampler.guidance_scale > 0 else None
+    denoise = Denoise(model, cond, guidance, sampler.cache_prefix, reuse=False)
+    mask_id = model.config.mask_id
+    total = torch.zeros(batch, dtype=torch.float64, device=ids.device)
+    for j in range(steps):
+        start = torch.div(free * j, steps, rounding_mode="floor")
+        stop = torch.div(free * (j + 1), steps, rounding_mode="floor")
+        visible = rank < start
+        x = ids.masked_fill(~visible, mask_id)
+        t = sampler.process.inverse((start[:, 0] / free[:, 0].clamp_min(1)).double()).float()
+        logits, _ = denoise(x, t)
+        logp = torch.log_softmax(apply_processors(processors, logits, x).double(), -1)
+        group = (rank >= start) & (rank < stop)
+        total += (logp.gather(-1, ids[..., None])[..., 0] * group).sum(1)
+    return total
+
+
+def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, cond=None, fixed=None,
+            processors: Sequence = ()) -> Tensor:
+    """[B] per-token path KL of `batch` student samples drawn with `seed` (see the module doc)."""
+    generator = torch.Generator().manual_seed(seed)
+    result = sampler(model, batch, cond=cond, fixed=fixed, generator=generator, processors=processors)
+    generated = result.committed_at >= 0
+    student = (result.confidence.clamp_min(1e-300).log() * generated).sum(1)
+    teacher = teacher_log_prob(model, result.ids, result.committed_at, sampler, teacher_steps, generator,
+                               cond, processors)
+    return (student - teacher) / generated.sum(1).clamp_min(1)
+
+
+# --------------------------------------------------------------------------- coefficients <-> vector
+
+
+class Parameters:
+    """Each per-step family is a quadratic in the step's progress u_i = i / (K - 1): 3 numbers per
+    family however large K is, so that SPSA's noisy gradient has few directions to find:
+    log temperature, order weight, and (LSD+) the log of each step's share of the tokens."""
+
+    degree = 3
+
+    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool):
+        k = cfg.steps
+        self.k, self.plus = k, plus
+        u = torch.linspace(0, 1, k, dtype=torch.float64) if k > 1 else torch.zeros(1, dtype=torch.float64)
+        self.basis = torch.stack([u ** d for d in range(self.degree)], 1)  # [K, 3]
+        # The plain sampler's order as a weight: random is 0; annealed Gumbel noise g is about
+        # 1 / (its mean over the steps); no noise, a large weight.
+        mean_gumbel = cfg.gumbel_temperature * (k - 1) / (2 * k)
+        weight = 0.0 if cfg.order == "random" else (1.0 / mean_gumbel if mean_gumbel > 0.2 else 5.0)
+        families = [self.fit(torch.full((k,), math.log(max(cfg.temperature, 0.05)), dtype=torch.float64)),
+                    self.fit(torch.full((k,), weight, dtype=torch.float64))]
+        if plus:
+            alphas = torch.tensor(plain.step_schedule.alphas(k), dtype=torch.float64)
+            families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
+        self.initial = torch.cat(families)
+
+    def fit(self, values: Tensor) -> Tensor:
+        return torch.linalg.lstsq(self.basis, values[:, None]).solution[:, 0]
+
+    def per_step(self, theta: Tensor, family: int) -> Tensor:
+        return self.basis @ theta[family * self.degree:(family + 1) * self.degree]
+
+    def coefficients(self, theta: Tensor) -> StepCoefficients:
+        temperature = self.per_step(theta, 0).clamp(math.log(0.05), math.log(5.0)).exp().tolist()
+        weight = self.per_step(theta, 1).clamp(-50.0, 50.0).tolist()
+        alphas = None
+        if self.plus:
+            share = torch.softmax(self.per_step(theta, 2).clamp(-8.0, 8.0), 0)
+            alphas = [0.0] + share.cumsum(0).tolist()
+            alphas[-1] = 1.0
+            alphas = [min(a, 1.0) for a in alphas]
+        return StepCoefficients(temperature, weight, alphas)
+
+
+# --------------------------------------------------------------------------- SPSA
+
+
+def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, fixed_fn=None,
+            processors: Sequence = (), progress: bool = True) -> DistillResult:
+    """Learn the coefficients of a `cfg.steps`-step sampler for `model` (see the module doc).
+
+    `cond_fn(n)` / `fixed_fn(n)` give the conditions / fixed tokens of n samples (a task's
+    `sample_conditions` / `sample_fixed`), or None."""
+    from tqdm.auto import tqdm
+
+    cfg.check()
+    sample_cfg = from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps, "learned": False}, "sample")
+    check_distillable(sample_cfg)
+    plain = Sampler.for_model(model, sample_cfg)
+    params = Parameters(sample_cfg, plain, cfg.plus)
+    cond = cond_fn(cfg.batch_size) if cond_fn else None
+    fixed = fixed_fn(cfg.batch_size) if fixed_fn else None
+    given = 0 if fixed is None else int(check_fixed(fixed, cfg.batch_size, model.config.seq_len,
+                                                    model.config.vocab_size).mask.sum(1).min())
+    tokens = model.config.seq_len - given
+    if cfg.steps >= min(cfg.teacher_steps, tokens):
+        raise ValueError(f"steps: {cfg.steps} is not fewer than the teacher's {min(cfg.teacher_steps, tokens)} steps "
+                         f"(teacher_steps={cfg.teacher_steps}, at most one token per step over {tokens} tokens)")
+    model.eval()
+
+    def student(theta: Tensor) -> Sampler:
+        return plain.with_coefficients(params.coefficients(theta), sample_cfg.order)
+
+    def loss(sampler: Sampler, seed: int) -> float:
+        return float(path_kl(model, sampler, cfg.batch_size, seed, cfg.teacher_steps, cond, fixed,
+                             processors).mean())
+
+    validation_seeds = [10_000_019 + cfg.seed * 1000 + i for i in range(cfg.validation_batches)]
+
+    def validate(sampler: Sampler) -> float:
+        return sum(loss(sampler, s) for s in validation_seeds) / len(validation_seeds)
+
+    start = time.perf_counter()
+    theta = params.initial.clone()
+    plain_loss = validate(plain)
+    initial_loss = validate(student(theta))
+    best = (initial_loss, theta.clone(), 0)
+    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    signs = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    bar = tqdm(range(1, cfg.iterations + 1), desc=f"distill K={cfg.steps}{' (LSD+)' if cfg.plus else ''}",
+               disable=not progress)
+    for it in bar:
+        delta = torch.randint(0, 2, theta.shape, generator=signs).double() * 2 - 1
+        seed = cfg.seed * 1_000_003 + it
+        up = loss(student(theta + cfg.perturbation * delta), seed)
+        down = loss(student(theta - cfg.perturbation * delta), seed)
+        grad = (up - down) / (2 * cfg.perturbation) * delta
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        theta = theta - cfg.lr * (m / (1 - 0.9 ** it)) / ((v / (1 - 0.999 ** it)).sqrt() + 1e-8)
+        out_of_time = time.perf_counter() - start > cfg.max_seconds
+        if it % cfg.validate_every == 0 or it == cfg.iterations or out_of_time:
+            value = validate(student(theta))
+            history.append({"iteration": it, "validation_loss": value})
+            if value < best[0]:
+                best = (value, theta.clone(), it)
+            bar.set_postfix(loss=f"{value:.4f}", best=f"{best[0]:.4f}")
+        if out_of_time:
+            break
+    coefficients = params.coefficients(best[1])
+    report = {"method": "lsd+" if cfg.plus else "lsd", "teacher_steps": cfg.teacher_steps,
+              "plain_path_kl": plain_loss, "initial_path_kl": initial_loss, "learned_path_kl": best[0],
+              "best_iteration": best[2], "iterations": it, "seconds": time.perf_counter() - start,
+              "history": history, "config": to_dict(cfg)}
+    return DistillResult(coefficients, report)

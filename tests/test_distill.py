@@ -1,0 +1,117 @@
+"""Learned sampler distillation: the loss means what it says, the learned file is found,
+checked and used by the one loop, and every bad input is refused by name."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from ddm.cli import main
+from ddm.config import DiffusionConfig, SampleConfig
+from ddm.distill import DistillConfig, distill, path_kl
+from ddm.sampling import Sampler
+from ddm.sampling.learned import StepCoefficients
+
+SYNTH = "configs/tasks/synthetic_cpu.yaml"
+TINY = ["task.train_size=500", "task.eval_size=100", "task.elbo_repeats=1", "task.length=12", "model.shape=[12]",
+        "model.d_model=32", "model.depth=1", "train.steps=4", "train.batch_size=8", "train.warmup_steps=1",
+        "train.log_every=2", "train.checkpoint_every=4", "train.progress=false", "sample.num_samples=8",
+        "sample.batch_size=8"]
+FAST = ["--iterations", "2", "--batch-size", "8"]
+
+
+@pytest.fixture
+def denoiser(tiny_denoiser):
+    return tiny_denoiser(diffusion=DiffusionConfig(schedule="cosine"), sample=SampleConfig(order="random"))
+
+
+def test_path_kl_is_zero_for_one_token_per_step_and_positive_below(denoiser, one_thread):
+    # One token per step, the student *is* the teacher: every term cancels exactly.
+    same = path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=12), 16, 0, 128)
+    assert same.abs().max() < 1e-9
+    # Fewer steps draw more tokens at once: the teacher, drawing them one after another, disagrees more.
+    kl = [float(path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=k), 256, 0, 128).mean()) for k in (1, 4)]
+    assert kl[0] > kl[1] > 0
+
+
+def test_zero_order_weight_is_the_random_order(denoiser):
+    plain = Sampler.from_pretrained(denoiser, steps=4)
+    learned = plain.with_coefficients(StepCoefficients([1.0] * 4, [0.0] * 4), "random")
+    a = plain(denoiser, 16, generator=torch.Generator().manual_seed(3))
+    b = learned(denoiser, 16, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.ids, b.ids)  # Gumbel noise alone orders as uniform noise does
+    # The learned temperatures are used: near zero on the last two steps, their tokens are the modes.
+    cold = plain.with_coefficients(StepCoefficients([1.0, 1.0, 1e-4, 1e-4], [0.0] * 4), "random")
+    c = cold(denoiser, 64, generator=torch.Generator().manual_seed(3))
+    late = c.committed_at >= 2
+    assert (c.confidence[late] > 0.999).all() and (c.confidence[~late] < 0.9).float().mean() > 0.5
+
+
+def test_distillation_lowers_the_loss_it_reports(denoiser, one_thread):
+    cfg = DistillConfig(steps=3, plus=True, iterations=6, batch_size=16, validate_every=2, validation_batches=2)
+    result = distill(denoiser, denoiser.sample, cfg, progress=False)
+    r = result.report
+    assert r["learned_path_kl"] <= r["initial_path_kl"]  # the best validated iterate, the start included
+    c = result.coefficients
+    assert c.steps == 3 and len(c.alphas) == 4 and c.alphas[0] == 0.0 and c.alphas[-1] == 1.0
+
+
+def _train(run_dir, *extra):
+    assert main(["train", "--config", SYNTH, f"run_dir={run_dir}", *TINY, *extra]) == 0
+
+
+def test_distill_saves_a_file_that_sample_learned_uses_and_checks(tmp_path, capsys):
+    _train(tmp_path / "a")
+    model = tmp_path / "a" / "model"
+    assert main(["distill", "--model", str(model), "--steps", "3", "--plus", *FAST]) == 0
+    files = list((model / "samplers").glob("steps3-*.json"))
+    assert len(files) == 1
+    saved = json.loads(files[0].read_text())
+    assert saved["steps"] == 3 and saved["report"]["method"] == "lsd+" and len(saved["coefficients"]["alphas"]) == 4
+    capsys.readouterr()
+    assert main(["sample", "--model", str(model), "sample.steps=3", "sample.learned=true",
+                 f"--out={tmp_path / 's.pt'}"]) == 0
+    assert "nfe: 3" in capsys.readouterr().out
+
+    # Another budget, other sampler parts, another model: each refused by name.
+    assert main(["sample", "--model", str(model), "sample.steps=4", "sample.learned=true"]) == 2
+    assert "no sampler distilled for 4 steps" in capsys.readouterr().err
+    assert main(["sample", "--model", str(model), "sample.steps=3", "sample.learned=true",
+                 "sample.temperature=0.5"]) == 2
+    assert "no sampler distilled for 3 steps with these sampler parts" in capsys.readouterr().err
+    renamed = files[0].with_name("steps3-" + "0" * 12 + ".json")
+    other = json.loads(files[0].read_text())
+    other["parts"]["temperature"] = 0.5
+    renamed.write_text(json.dumps(other))
+    from ddm.sampling.learned import sampler_key
+    key = sampler_key(SampleConfig(**{**other["parts"], "temperature": 1.0}))
+    assert files[0].name == f"steps3-{key}.json"
+    files[0].write_text(json.dumps(other))  # a file whose parts do not match its key
+    assert main(["sample", "--model", str(model), "sample.steps=3", "sample.learned=true"]) == 2
+    assert "made for another sampler configuration (differs in: temperature)" in capsys.readouterr().err
+
+    _train(tmp_path / "b", "train.seed=1")
+    shutil.copytree(model / "samplers", tmp_path / "b" / "model" / "samplers")
+    files[0].write_text(json.dumps(saved))
+    shutil.copy(files[0], tmp_path / "b" / "model" / "samplers" / files[0].name)
+    assert main(["sample", "--model", str(tmp_path / "b" / "model"), "sample.steps=3", "sample.learned=true"]) == 2
+    assert "made for another model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "12"], "steps: 12 is not fewer than the teacher's 12 steps"),
+    (["--steps", "4", "--teacher-steps", "4"], "steps: 4 is not fewer than the teacher's 4 steps"),
+    (["--steps", "0"], "steps: 0; a sampler needs at least 1 step"),
+])
+def test_bad_budgets_are_refused(tmp_path, capsys, args, message):
+    _train(tmp_path)
+    assert main(["distill", "--model", str(tmp_path / "model"), *args, *FAST]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "model" / "samplers").exists()
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["distill", "--model", str(tmp_path / "empty"), "--steps", "2"]) == 2
+    assert str(tmp_path / "empty") in capsys.readouterr().err
