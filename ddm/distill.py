@@ -204,6 +204,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
 
     start = time.perf_counter()
     theta = params.initial.clone()
+    student(theta)  # refuses what the coefficients cannot express before any sampling
     plain_loss = validate(plain)
     initial_loss = validate(student(theta))
     best = (initial_loss, theta.clone(), 0)

@@ -57,6 +57,16 @@ def test_distillation_lowers_the_loss_it_reports(denoiser, one_thread):
     assert c.steps == 3 and len(c.alphas) == 4 and c.alphas[0] == 0.0 and c.alphas[-1] == 1.0
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"block_size": 4}, "per step of one block; sample.block_size must be 0"),
+    ({"count": "ancestral"}, "learned samplers need count=schedule"),
+])
+def test_sampler_parts_the_coefficients_cannot_express_are_refused(denoiser, change, message):
+    sample = SampleConfig(**{"order": "random", **change})
+    with pytest.raises(ValueError, match=message):
+        distill(denoiser, sample, DistillConfig(steps=3, iterations=1, batch_size=4), progress=False)
+
+
 def _train(run_dir, *extra):
     assert main(["train", "--config", SYNTH, f"run_dir={run_dir}", *TINY, *extra]) == 0
 

@@ -29,7 +29,7 @@ from torch import Tensor
 from ..config import SampleConfig, to_dict
 from ..io import atomic_write_json, read_json
 from .filters import gumbel
-from .orders import ORDERS, Order
+from .orders import Order
 from .schedules import StepSchedule
 from .state import StepInfo
 
@@ -126,21 +126,25 @@ def save_learned(model_dir: str | os.PathLike, cfg: SampleConfig, model: torch.n
 
 
 def load_learned(model: torch.nn.Module, cfg: SampleConfig) -> StepCoefficients:
-    """The coefficients distilled for this model and these sampler parts at cfg.steps."""
+    """The coefficients distilled for this model and these sampler parts at cfg.steps. Read and
+    checked once per loaded model (a policy builds its sampler for every action chunk)."""
     model_dir = getattr(model, "pretrained_dir", None)
     if model_dir is None:
         raise ValueError("sample.learned: the model was not loaded from a folder, so it has no learned samplers; "
                          "load it with from_pretrained(DIR)")
     path = learned_file(model_dir, cfg)
-    if not path.is_file():
-        made = sorted(p.name for p in (Path(model_dir) / LEARNED_DIR).glob("*.json"))
-        raise FileNotFoundError(f"{path}: no sampler distilled for {cfg.steps} steps with these sampler parts; "
-                                f"run `ddm distill --model {model_dir} --steps {cfg.steps}` with the same sample "
-                                f"settings (learned samplers here: {', '.join(made) or 'none'})")
-    saved = read_json(path)
-    check_learned(saved, path, model, cfg)
-    c = saved["coefficients"]
-    return StepCoefficients(c["temperature"], c["order_weight"], c.get("alphas"))
+    loaded = model.__dict__.setdefault("_learned_samplers", {})
+    if path not in loaded:
+        if not path.is_file():
+            made = sorted(p.name for p in (Path(model_dir) / LEARNED_DIR).glob("*.json"))
+            raise FileNotFoundError(f"{path}: no sampler distilled for {cfg.steps} steps with these sampler parts; "
+                                    f"run `ddm distill --model {model_dir} --steps {cfg.steps}` with the same "
+                                    f"sample settings (learned samplers here: {', '.join(made) or 'none'})")
+        saved = read_json(path)
+        check_learned(saved, path, model, cfg)
+        c = saved["coefficients"]
+        loaded[path] = StepCoefficients(c["temperature"], c["order_weight"], c.get("alphas"))
+    return loaded[path]
 
 
 def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleConfig) -> None:
@@ -157,9 +161,7 @@ def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleCo
 
 
 def check_distillable(cfg: SampleConfig) -> None:
-    if cfg.block_size:
-        raise ValueError("sample.block_size: learned samplers are per step of one block; use block_size=0")
+    """What the coefficients cannot express (blocks are refused by `Sampler.with_coefficients`)."""
     if cfg.count != "schedule":
         raise ValueError(f"sample.count: learned samplers need count=schedule (a planned number per step), "
                          f"got {cfg.count!r}")
-    ORDERS.get(cfg.order, "sample.order")
