@@ -1,8 +1,8 @@
 """Learnable sampler distillation (LSD and LSD+): few-step samplers fitted to a many-step teacher.
 
 The model's weights never change. A K-step student is the one sampling loop with learned
-per-step coefficients (`ddm.sampling.learned`): a temperature and an order weight per step
-(LSD), and the revealed fraction after each step (LSD+).
+per-step coefficients (`ddm.sampling.learned`): a temperature, an order weight and a spread
+weight per step (LSD), and the revealed fraction after each step (LSD+).
 
 Teacher. The same model decoding one token per step (or `teacher_steps` groups, whichever
 is more steps), which is exact sampling from the model for any order that looks only at the
@@ -27,10 +27,11 @@ bound of the KL between the student's and the teacher's samples (data processing
 confidence order selects on the drawn token itself, which tilts what is kept, and the
 bound does not hold (a student on it can look better to this loss than it is).
 
-Gradients. None pass through the discrete steps: the coefficients (9 numbers at most) are
+Gradients. None pass through the discrete steps: the coefficients (12 numbers at most) are
 fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
 on the same noise, i.e. the same generator seed for both students, gives a gradient
-estimate) with Adam, and the best iterate on held-out seeds is kept.
+estimate) with Adam, from the better (on held-out seeds) of two starts: the plain sampler,
+and the plain sampler with the spread order. The best iterate on held-out seeds is kept.
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, 
     generator = torch.Generator().manual_seed(seed)
     result = sampler(model, batch, cond=cond, fixed=fixed, generator=generator, processors=processors)
     generated = result.committed_at >= 0
-    student = (result.confidence.clamp_min(1e-300).log() * generated).sum(1)
+    # A step at temperature 0 takes the argmax: its tokens had probability 1 under the student.
+    temperatures = torch.tensor(sampler.step_temperatures or [sampler.temperature], dtype=torch.float64)
+    drawn = temperatures[result.committed_at.clamp(0, len(temperatures) - 1)] > 0
+    student = (result.confidence.clamp_min(1e-300).log() * (generated & drawn)).sum(1)
     teacher = teacher_log_prob(model, result.ids, result.committed_at, sampler, teacher_steps, generator,
                                cond, processors)
     return (student - teacher) / generated.sum(1).clamp_min(1)
@@ -126,7 +130,8 @@ def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, 
 class Parameters:
     """Each per-step family is a quadratic in the step's progress u_i = i / (K - 1): 3 numbers per
     family however large K is, so that SPSA's noisy gradient has few directions to find:
-    log temperature, order weight, and (LSD+) the log of each step's share of the tokens."""
+    log temperature, order weight, spread weight, and (LSD+) the log of each step's share of the
+    tokens."""
 
     degree = 3
 
@@ -140,11 +145,21 @@ class Parameters:
         mean_gumbel = cfg.gumbel_temperature * (k - 1) / (2 * k)
         weight = 0.0 if cfg.order == "random" else (1.0 / mean_gumbel if mean_gumbel > 0.2 else 5.0)
         families = [self.fit(torch.full((k,), math.log(max(cfg.temperature, 0.05)), dtype=torch.float64)),
-                    self.fit(torch.full((k,), weight, dtype=torch.float64))]
+                    self.fit(torch.full((k,), weight, dtype=torch.float64)),
+                    torch.zeros(self.degree, dtype=torch.float64)]  # spread: starts off, as in the plain sampler
         if plus:
             alphas = torch.tensor(plain.step_schedule.alphas(k), dtype=torch.float64)
             families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
         self.initial = torch.cat(families)
+
+    def starts(self) -> list[Tensor]:
+        """Where SPSA may start: the plain sampler, and the plain sampler with the spread order,
+        which small steps from the plain sampler take long to find. A weight of 16 is the spread
+        order itself: Gumbel noise moves a token into the next step's group with probability
+        1 / (1 + e^16). A leak costs much: tokens next to each other get drawn together."""
+        spread = self.initial.clone()
+        spread[2 * self.degree] = 16.0
+        return [self.initial, spread]
 
     def fit(self, values: Tensor) -> Tensor:
         return torch.linalg.lstsq(self.basis, values[:, None]).solution[:, 0]
@@ -155,13 +170,14 @@ class Parameters:
     def coefficients(self, theta: Tensor) -> StepCoefficients:
         temperature = self.per_step(theta, 0).clamp(math.log(0.05), math.log(5.0)).exp().tolist()
         weight = self.per_step(theta, 1).clamp(-50.0, 50.0).tolist()
+        spread = self.per_step(theta, 2).clamp(-50.0, 50.0).tolist()
         alphas = None
         if self.plus:
-            share = torch.softmax(self.per_step(theta, 2).clamp(-8.0, 8.0), 0)
+            share = torch.softmax(self.per_step(theta, 3).clamp(-8.0, 8.0), 0)
             alphas = [0.0] + share.cumsum(0).tolist()
             alphas[-1] = 1.0
             alphas = [min(a, 1.0) for a in alphas]
-        return StepCoefficients(temperature, weight, alphas)
+        return StepCoefficients(temperature, weight, spread, alphas)
 
 
 # --------------------------------------------------------------------------- SPSA
@@ -203,10 +219,9 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
         return sum(loss(sampler, s) for s in validation_seeds) / len(validation_seeds)
 
     start = time.perf_counter()
-    theta = params.initial.clone()
-    student(theta)  # refuses what the coefficients cannot express before any sampling
+    student(params.initial)  # refuses what the coefficients cannot express before any sampling
     plain_loss = validate(plain)
-    initial_loss = validate(student(theta))
+    initial_loss, theta = min(((validate(student(t)), t.clone()) for t in params.starts()), key=lambda s: s[0])
     best = (initial_loss, theta.clone(), 0)
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
     signs = torch.Generator().manual_seed(cfg.seed)
@@ -237,3 +252,17 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
               "best_iteration": best[2], "iterations": it, "seconds": time.perf_counter() - start,
               "history": history, "config": to_dict(cfg)}
     return DistillResult(coefficients, report)
+
+
+def distill_to_folder(model, model_dir, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, fixed_fn=None,
+                      processors: Sequence = ()) -> dict[str, Any]:
+    """`distill` at cfg.steps, the coefficients saved in `model_dir` (where `sample.learned=true` finds
+    them); returns what `ddm distill` prints."""
+    from .sampling.learned import save_learned
+
+    sample_cfg = from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps, "learned": False}, "sample")
+    result = distill(model, sample_cfg, cfg, cond_fn, fixed_fn, processors)
+    path = save_learned(model_dir, sample_cfg, model, result.coefficients, result.report)
+    r = result.report
+    return {"method": r["method"], "steps": cfg.steps, "path_kl_plain": r["plain_path_kl"],
+            "path_kl_learned": r["learned_path_kl"], "seconds": r["seconds"], "written": str(path)}

@@ -248,19 +248,14 @@ class DiffusionTask(Task):
                 **options: Any) -> dict[str, Any]:
         """`ddm distill`: learn a `steps`-step sampler for the trained model (`ddm.distill`) and save it
         in the model folder, where `sample.learned=true` finds it."""
-        from .distill import DistillConfig, distill
-        from .sampling.learned import save_learned
+        from .distill import DistillConfig, distill_to_folder
 
         options = DistillConfig(steps=steps, plus=plus, teacher_steps=teacher_steps, **options)
         options.check()  # before any loading
         self.prepare()
         model = self.load_model(model_dir)
-        cfg = self.sample_config(steps=steps, learned=False)
-        result = distill(model, cfg, options, cond_fn=self.sample_conditions, fixed_fn=self.sample_fixed, processors=self.processors())
-        path = save_learned(self.model_dir(model_dir), cfg, model, result.coefficients, result.report)
-        r = result.report
-        return {"method": r["method"], "steps": steps, "path_kl_plain": r["plain_path_kl"],
-                "path_kl_learned": r["learned_path_kl"], "seconds": r["seconds"], "written": str(path)}
+        return distill_to_folder(model, self.model_dir(model_dir), self.config.sample, options,
+                                 self.sample_conditions, self.sample_fixed, self.processors())
 
     # ------------------------------------------------------------------ evaluation
     def heldout_elbo(self, model, repeats: int = 1, seed: int = 0, batch_size: int = 500) -> float | None:

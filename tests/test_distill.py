@@ -11,7 +11,8 @@ from ddm.cli import main
 from ddm.config import DiffusionConfig, SampleConfig
 from ddm.distill import DistillConfig, distill, path_kl
 from ddm.sampling import Sampler
-from ddm.sampling.learned import StepCoefficients
+from ddm.sampling.learned import StepCoefficients, save_learned
+from ddm.sampling.orders import spread_ranks
 
 SYNTH = "configs/tasks/synthetic_cpu.yaml"
 TINY = ["task.train_size=500", "task.eval_size=100", "task.elbo_repeats=1", "task.length=12", "model.shape=[12]",
@@ -35,6 +36,13 @@ def test_path_kl_is_zero_for_one_token_per_step_and_positive_below(denoiser, one
     assert kl[0] > kl[1] > 0
 
 
+def test_path_kl_of_a_greedy_student_counts_its_tokens_as_certain(denoiser):
+    # At temperature 0 the student's tokens have probability 1, so the loss is the teacher's
+    # surprise alone, never below 0 (the robot decoder decodes greedily).
+    greedy = path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=4, temperature=0.0), 32, 0, 128)
+    assert (greedy > 0).all()
+
+
 def test_zero_order_weight_is_the_random_order(denoiser):
     plain = Sampler.from_pretrained(denoiser, steps=4)
     learned = plain.with_coefficients(StepCoefficients([1.0] * 4, [0.0] * 4), "random")
@@ -46,6 +54,24 @@ def test_zero_order_weight_is_the_random_order(denoiser):
     c = cold(denoiser, 64, generator=torch.Generator().manual_seed(3))
     late = c.committed_at >= 2
     assert (c.confidence[late] > 0.999).all() and (c.confidence[~late] < 0.9).float().mean() > 0.5
+
+
+def test_spread_weight_reveals_far_apart_positions_first(denoiser):
+    plain = Sampler.from_pretrained(denoiser, steps=4)
+    spread = plain.with_coefficients(StepCoefficients([1.0] * 4, [0.0] * 4, [50.0] * 4), "random")
+    result = spread(denoiser, 8, generator=torch.Generator().manual_seed(3), return_trace=True)
+    first = spread_ranks((12,)).argsort()[:3].tolist()  # 3 of the 12 tokens a step: 0, 8, 4
+    assert first == [0, 8, 4]
+    assert (result.trace.revealed[0].nonzero()[:, 1].view(8, 3) == torch.tensor(sorted(first))).all()
+
+
+def test_a_file_distilled_again_is_read_again(denoiser, tmp_path):
+    # The benchmark distills LSD then LSD+ into the same file with one loaded model.
+    denoiser.pretrained_dir = tmp_path
+    cfg = SampleConfig(order="random", steps=4, learned=True)
+    for temperature in (0.5, 0.25):
+        save_learned(tmp_path, cfg, denoiser, StepCoefficients([temperature] * 4, [0.0] * 4), {})
+        assert Sampler.for_model(denoiser, cfg).step_temperatures == (temperature,) * 4
 
 
 def test_distillation_lowers_the_loss_it_reports(denoiser, one_thread):

@@ -16,6 +16,7 @@ from ddm.sampling import (
     AncestralCount, ClassifierFreeGuidance, Fixed, MeasurementGuidance, Order, ReMDMRemasking, Sampler,
     SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample_many,
 )
+from ddm.sampling.orders import spread_ranks
 from conftest import make_tiny_denoiser
 from tasks.synthetic.oracle import OracleDenoiser
 from tasks.synthetic.source import SourceSpec, UnifilarHMM, empirical_pair_stats, pair_tv
@@ -85,7 +86,7 @@ def some_cond(batch=B):
 # ---------------------------------------------------------------- every sampler ends unmasked
 
 
-ORDERS = ["random", "confidence", "margin", "entropy"]
+ORDERS = ["random", "confidence", "margin", "entropy", "spread"]
 REMASKING = ["none", "recheck", "cap", "rescale", "conf"]
 COUNTS = ["schedule", "ancestral", "threshold"]
 
@@ -265,6 +266,27 @@ def test_random_order_one_token_per_step_is_exact(small_source):
     tv = pair_tv(empirical_pair_stats(result.ids, lags, 16), exact)
     floor = pair_tv(empirical_pair_stats(small_source.sample(n, length, gen(12)), lags, 16), exact)
     assert tv < 1.3 * floor + 0.005, (tv, floor)
+
+
+def test_spread_order_is_the_bit_reversal_order_and_spreads_over_a_grid():
+    assert spread_ranks((8,)).argsort().tolist() == [0, 4, 2, 6, 1, 5, 3, 7]
+    assert sorted(spread_ranks((5,)).tolist()) == [0, 1, 2, 3, 4]  # a permutation on any length
+    grid = spread_ranks((6, 5)).view(6, 5)
+    first = grid < 9  # the first 9 of a 6 x 5 grid: every other row and column
+    assert first.nonzero().tolist() == [[r, c] for r in (0, 2, 4) for c in (0, 2, 4)]
+
+
+def test_spread_order_draws_far_apart_tokens_together_and_fewer_impossible_samples(small_source):
+    # With the exact conditionals, only the order differs: tokens drawn in one step are
+    # independent draws, and far-apart tokens of the chain depend least on each other.
+    oracle = OracleDenoiser(small_source, 16)
+    impossible = {}
+    for order in ("random", "spread"):
+        result = Sampler(steps=4, order=Order(order))(oracle, 2000, generator=gen(5), return_trace=True)
+        impossible[order] = float(torch.isinf(small_source.log_prob(result.ids)).double().mean())
+    first = result.trace.revealed[0][0].nonzero()[:, 0].tolist()
+    assert first == [0, 4, 8, 12]
+    assert impossible["spread"] < 0.7 * impossible["random"], impossible
 
 
 def test_inpainting_with_the_oracle_is_exact_posterior(small_source):

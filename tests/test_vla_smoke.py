@@ -40,6 +40,17 @@ def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa
     with Image.open(gifs[0]) as gif:
         assert gif.n_frames == 5 and gif.width >= 256  # frames 0, 3, 6, 9 and the last; enlarged for the text
 
+    # A 1-step sampler distilled for the decoder, saved in the policy folder and used by the eval.
+    assert main(["distill", "--config", CONFIG, run, "--steps", "1", "--iterations", "2", "--batch-size", "8"]) == 0
+    assert len(list((tmp_path / "policy_diffusion" / "samplers").glob("steps1-*.json"))) == 1
+    capsys.readouterr()
+    assert main(["eval", "--config", CONFIG, run, "eval.steps=1", "eval.learned=true", "eval.gifs=0"]) == 0
+    learned = json.loads((tmp_path / "eval_diffusion_steps1_learned.json").read_text())
+    assert learned["sampler"] == {"steps": 1, "learned": True}
+    assert all(e["nfe"] == e["chunks"] for e in learned["episode_results"])  # one decoder call per chunk
+    assert main(["eval", "--config", CONFIG, run, "eval.steps=3", "eval.learned=true"]) == 2
+    assert "no sampler distilled for 3 steps" in capsys.readouterr().err
+
     # A second eval reuses the saved policy and features; an unknown task is refused by name.
     assert main(["eval", "--config", CONFIG, run, "eval.tasks=[reach-v2]"]) == 2
     assert "eval.tasks[0]: unknown task 'reach-v2'; known tasks: reach-v3" in capsys.readouterr().err

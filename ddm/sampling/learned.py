@@ -6,6 +6,8 @@ A K-step sampler has, per step i:
   (a `random` base order uses the entropy score): w = 0 is a random order, a large w the
   base order, a negative w its reverse (e.g. the least certain positions first). It replaces
   the annealed `gumbel_temperature` of the plain sampler;
+* spread_weight[i]: v_i, a second term v_i * spread in that score, the `spread` order's
+  position score (in steps): how much the step prefers positions far from each other;
 * alphas (LSD+ only): the revealed fraction after each step, increasing from 0 to 1.
 
 The coefficients live in a small JSON file inside the model folder,
@@ -29,7 +31,7 @@ from torch import Tensor
 from ..config import SampleConfig, to_dict
 from ..io import atomic_write_json, read_json
 from .filters import gumbel
-from .orders import Order
+from .orders import Order, spread_scores
 from .schedules import StepSchedule
 from .state import StepInfo
 
@@ -42,15 +44,16 @@ _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned")
 class StepCoefficients:
     temperature: list[float]
     order_weight: list[float]
+    spread_weight: list[float] | None = None  # None: no position term
     alphas: list[float] | None = None  # LSD+: [K + 1], 0 ... 1
 
     def __post_init__(self) -> None:
         k = len(self.temperature)
-        if k < 1 or len(self.order_weight) != k:
-            raise ValueError(f"learned sampler: {k} temperatures and {len(self.order_weight)} order weights; "
-                             "expected one of each per step")
+        if k < 1 or len(self.order_weight) != k or len(self.spread_weight or [0.0] * k) != k:
+            raise ValueError(f"learned sampler: {k} temperatures, {len(self.order_weight)} order weights and "
+                             f"{len(self.spread_weight or [])} spread weights; expected one of each per step")
         if any(t < 0 for t in self.temperature):
-            raise ValueError("learned sampler: temperatures and order weights must be >= 0")
+            raise ValueError("learned sampler: temperatures must be >= 0")
         a = self.alphas
         if a is not None and (len(a) != k + 1 or a[0] != 0.0 or a[-1] != 1.0
                               or any(x >= y for x, y in zip(a, a[1:]))):
@@ -62,18 +65,23 @@ class StepCoefficients:
 
 
 class LearnedOrder(Order):
-    """Score w_i * s + Gumbel at step i: the per-step weight of the base order's score."""
+    """Score w_i * s + v_i * spread + Gumbel at step i: per-step weights of the base order's score
+    and of the spread order's position score."""
 
-    def __init__(self, base: str, weights: list[float]):
+    def __init__(self, base: str, weights: list[float], spread_weights: list[float] | None = None):
         super().__init__("entropy" if base == "random" else base)
         self.weights = list(weights)
+        self.spread_weights = list(spread_weights or [0.0] * len(self.weights))
 
     def scores(self, probs: Tensor, token_p: Tensor, info: StepInfo, generator: torch.Generator) -> Tensor:
-        s = self.weights[info.index] * self.score_fn(probs, token_p, generator)
+        s = self.weights[info.index] * self.score_fn(probs, token_p, info, generator)
+        if self.spread_weights[info.index]:
+            s = s + self.spread_weights[info.index] * spread_scores(probs, token_p, info, generator)
         return s + gumbel(s.shape, generator, s.device)
 
     def __repr__(self) -> str:
-        return f"LearnedOrder({self.name!r}, weights={[round(w, 3) for w in self.weights]})"
+        return (f"LearnedOrder({self.name!r}, weights={[round(w, 3) for w in self.weights]}, "
+                f"spread_weights={[round(w, 3) for w in self.spread_weights]})")
 
 
 class LearnedSteps(StepSchedule):
@@ -120,6 +128,7 @@ def save_learned(model_dir: str | os.PathLike, cfg: SampleConfig, model: torch.n
     atomic_write_json(path, {"steps": cfg.steps, "parts": sampler_parts(cfg), "fingerprint": model_fingerprint(model),
                              "coefficients": {"temperature": coefficients.temperature,
                                               "order_weight": coefficients.order_weight,
+                                              "spread_weight": coefficients.spread_weight,
                                               "alphas": coefficients.alphas},
                              "report": report})
     return path
@@ -133,18 +142,21 @@ def load_learned(model: torch.nn.Module, cfg: SampleConfig) -> StepCoefficients:
         raise ValueError("sample.learned: the model was not loaded from a folder, so it has no learned samplers; "
                          "load it with from_pretrained(DIR)")
     path = learned_file(model_dir, cfg)
+    if not path.is_file():
+        made = sorted(p.name for p in (Path(model_dir) / LEARNED_DIR).glob("*.json"))
+        raise FileNotFoundError(f"{path}: no sampler distilled for {cfg.steps} steps with these sampler parts; "
+                                f"run `ddm distill --model {model_dir} --steps {cfg.steps}` with the same "
+                                f"sample settings (learned samplers here: {', '.join(made) or 'none'})")
+    stat = path.stat()
+    version = (path, stat.st_mtime_ns, stat.st_size)  # a file distilled again is read again
     loaded = model.__dict__.setdefault("_learned_samplers", {})
-    if path not in loaded:
-        if not path.is_file():
-            made = sorted(p.name for p in (Path(model_dir) / LEARNED_DIR).glob("*.json"))
-            raise FileNotFoundError(f"{path}: no sampler distilled for {cfg.steps} steps with these sampler parts; "
-                                    f"run `ddm distill --model {model_dir} --steps {cfg.steps}` with the same "
-                                    f"sample settings (learned samplers here: {', '.join(made) or 'none'})")
+    if version not in loaded:
         saved = read_json(path)
         check_learned(saved, path, model, cfg)
         c = saved["coefficients"]
-        loaded[path] = StepCoefficients(c["temperature"], c["order_weight"], c.get("alphas"))
-    return loaded[path]
+        loaded[version] = StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"),
+                                           c.get("alphas"))
+    return loaded[version]
 
 
 def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleConfig) -> None:

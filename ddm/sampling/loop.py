@@ -123,7 +123,7 @@ class Sampler:
             raise ValueError("learned sampler: per step of one block; sample.block_size must be 0")
         if coefficients.steps != self.steps:
             raise ValueError(f"learned sampler: made for {coefficients.steps} steps, the sampler has {self.steps}")
-        parts = {"order": LearnedOrder(base_order, coefficients.order_weight),
+        parts = {"order": LearnedOrder(base_order, coefficients.order_weight, coefficients.spread_weight),
                  "step_temperatures": tuple(coefficients.temperature)}
         if coefficients.alphas is not None:
             parts["step_schedule"] = LearnedSteps(coefficients.alphas)
@@ -172,7 +172,8 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             if not candidates.any():
                 break
             committed = state.committed & active
-            info = StepInfo(i, steps, alphas[i], alphas[i + 1], free, candidates.sum(1), committed.sum(1))
+            info = StepInfo(i, steps, alphas[i], alphas[i + 1], free, candidates.sum(1), committed.sum(1),
+                            tuple(cfg.shape))
 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
             logits, continuous = denoise(state.ids, t)

@@ -73,6 +73,7 @@ class StepInfo:
     free: Tensor  # [B] tokens to generate in the block
     masked: Tensor  # [B] masked tokens of the block before the step
     committed: Tensor  # [B] committed tokens of the block before the step
+    shape: tuple[int, ...] = ()  # the target's token grid (model.shape); () is one axis
 
     @property
     def final(self) -> bool:

@@ -214,23 +214,36 @@ class ImageTask(DiffusionTask):
         trainer.train_to_end(save_to=directory)  # an interrupted baseline is never saved as finished
         return model
 
-    def quality(self, images: torch.Tensor, classes: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
-        predicted, feats = self.classifier.predict(images)
+    def judge(self):
+        """The judge classifier (trained once into run_dir/classifier) and its features of the
+        training split, the Fréchet proxy's reference."""
+        if getattr(self, "_judge", None) is None:
+            classifier = load_or_train_classifier(self.run_dir / "classifier", self.images, self.labels,
+                                                  self.config.task.classifier_steps, self.config.train.seed)
+            self._judge = classifier, classifier.predict(self.images["train"])[1]
+        return self._judge
+
+    def quality(self, images: torch.Tensor, classes: torch.Tensor) -> dict[str, float]:
+        classifier, reference = self.judge()
+        predicted, feats = classifier.predict(images)
         return {"accuracy": float((predicted == classes).float().mean()),
                 "frechet": frechet_distance(feats, reference),
                 "diversity": mean_pairwise_distance(feats, classes)}
 
+    def sample_metrics(self, ids: torch.Tensor, cond: Condition | None) -> dict[str, float]:
+        """The judge's view of samples drawn for `cond.classes` (judge_error = 1 - accuracy)."""
+        quality = self.quality(self.decode(ids), cond.classes)
+        return {**quality, "judge_error": 1.0 - quality["accuracy"]}
+
     def evaluate_model(self, model) -> dict[str, float]:
         t, cfg, run_dir = self.config.task, self.config, self.run_dir
-        self.classifier = load_or_train_classifier(run_dir / "classifier", self.images, self.labels,
-                                                   t.classifier_steps, cfg.train.seed)
+        classifier, _ = self.judge()
         x_real, y_real = self.images["heldout"], self.labels["heldout"]
-        _, train_feats = self.classifier.predict(self.images["train"])
         classes = torch.arange(t.samples_per_class * cfg.model.num_classes) % cfg.model.num_classes
         rows: dict[str, dict[str, float]] = {}
-        real = self.quality(x_real, y_real, train_feats)
+        real = self.quality(x_real, y_real)
         rows["real held-out images"] = {**real, "nfe": 0.0}
-        recon = self.quality(self.decode(self.ids["heldout"]), y_real, train_feats)
+        recon = self.quality(self.decode(self.ids["heldout"]), y_real)
         rows["tokenizer reconstructions"] = {**recon, "nfe": 0.0}
 
         samples = {}
@@ -238,7 +251,7 @@ class ImageTask(DiffusionTask):
         for steps in t.eval_steps:
             images, result, seconds = self.generate_images(model, classes, steps, seed=cfg.sample.seed)
             latency = sum(self.generate_images(model, c[None], steps)[2] for c in one) / len(one)
-            rows[f"diffusion, {steps} steps"] = {**self.quality(images, classes, train_feats), "nfe": float(result.nfe),
+            rows[f"diffusion, {steps} steps"] = {**self.quality(images, classes), "nfe": float(result.nfe),
                                                 "ms_per_image": 1000 * seconds / len(classes),
                                                 "ms_batch_1": 1000 * latency}
             samples[steps] = images
@@ -246,17 +259,17 @@ class ImageTask(DiffusionTask):
             baseline = self.baseline_model()
             images, nfe, seconds = self.baseline_images(baseline, classes, seed=cfg.sample.seed)
             latency = sum(self.baseline_images(baseline, c[None])[2] for c in one) / len(one)
-            rows["autoregressive"] = {**self.quality(images, classes, train_feats), "nfe": float(nfe),
+            rows["autoregressive"] = {**self.quality(images, classes), "nfe": float(nfe),
                                       "ms_per_image": 1000 * seconds / len(classes), "ms_batch_1": 1000 * latency}
 
         n = min(t.inpaint_images, len(x_real))
         picks = torch.arange(n) * (len(x_real) // n)  # spread over the split, which is ordered by class
         x_in, y_in = x_real[picks], y_real[picks]
         filled, hidden, seconds, inferred = self.inpaint(model, x_in, seed=cfg.sample.seed)
-        predicted, _ = self.classifier.predict(filled)
+        predicted, _ = classifier.predict(filled)
         inpaint_accuracy = float((predicted == y_in).float().mean())
         inferred_accuracy = None if inferred is None else float((inferred == y_in).float().mean())
-        visible_only, _ = self.classifier.predict(x_in.masked_fill(hidden, 0.0))
+        visible_only, _ = classifier.predict(x_in.masked_fill(hidden, 0.0))
         visible_accuracy = float((visible_only == y_in).float().mean())
 
         names = pictures.class_names(t.dataset, cfg.model.num_classes)

@@ -112,6 +112,8 @@ class EvalSection:
     gif_every: int = positive(2)  # keep every n-th frame in a GIF
     execute: int = bounded(0, 0)  # actions played per decoded chunk (0: the policy's own policy.execute)
     ensemble: float = bounded(0.0, 0.0)  # temporal ensembling of overlapping chunks, exp(-ensemble * age) (0: off)
+    steps: int = bounded(0, 0)  # decoder steps per chunk (0: the policy's own policy.sample.steps)
+    learned: bool = False  # decode with the sampler distilled for those steps (ddm distill)
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "eval.tasks")

@@ -6,6 +6,8 @@ once and running one thread. Results come back in job order, so the table does n
 depend on the number of workers. Prints success per task and on average, decoder
 calls per chunk and milliseconds per action (encoders + decoder, per executed action),
 writes them to <run_dir>/eval_<decoder>.json and a few rollout GIFs to <run_dir>/gifs/.
+`eval.steps` / `eval.learned` decode with another step budget / the distilled sampler
+(`ddm distill`); their results go to eval_<decoder>_steps<K>[_learned].json.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import schema
-from .config import VLAExperiment
+from .config import EvalSection, VLAExperiment
 from .env import check_task, instruction, robot_state
 from .rollout import run_episode
 from .runner import check_action_dim
@@ -26,7 +28,7 @@ from .workers import run_jobs
 _RUNNER = None  # the policy of this worker process
 
 
-def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float) -> None:
+def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float, sampler: dict) -> None:
     global _RUNNER
     import torch
 
@@ -34,6 +36,13 @@ def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float) -
     from .runner import PolicyRunner
 
     _RUNNER = PolicyRunner.from_pretrained(policy_dir, execute=execute or None, ensemble=ensemble)
+    if sampler:
+        _RUNNER.policy.set_sampler(**sampler)
+
+
+def sampler_overrides(e: EvalSection) -> dict:
+    """The decoder's sample fields the evaluation changes (eval.steps, eval.learned)."""
+    return {**({"steps": e.steps} if e.steps else {}), **({"learned": True} if e.learned else {})}
 
 
 def _run_job(job: tuple) -> dict:
@@ -93,6 +102,17 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
     if not (policy_dir / "config.json").is_file():
         raise FileNotFoundError(f"no trained {decoder} policy at {policy_dir}; run `ddm train --config ... "
                                 f"task.decoders=[{decoder}]` first")
+    sampler = sampler_overrides(e)
+    if sampler:  # refuse a missing or mismatched learned sampler here, not in every worker
+        from ddm.sampling import Sampler
+
+        from .policy import VLAPolicy
+
+        policy = VLAPolicy.from_pretrained(policy_dir)
+        policy.set_sampler(**sampler)
+        if policy.config.decoder == "diffusion":
+            Sampler.from_pretrained(policy.decoder)
+    name = exp.decoder_name(decoder) + "".join(f"_{k}{'' if v is True else v}" for k, v in sampler.items())
     gif_tasks = set(e.tasks[:e.gifs])
     jobs = [(task, e.seed + k, e.max_steps, e.gif_every if (k == 0 and task in gif_tasks) else 0)
             for task in e.tasks for k in range(e.episodes)]
@@ -100,12 +120,13 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
     start = time.perf_counter()
     episodes = []
     bar = tqdm(total=len(jobs), desc=f"eval {decoder}", unit="ep", disable=not progress)
-    for result in run_jobs(_run_job, jobs, workers, _init_worker, (str(policy_dir), 1, e.execute, e.ensemble)):
+    for result in run_jobs(_run_job, jobs, workers, _init_worker,
+                           (str(policy_dir), 1, e.execute, e.ensemble, sampler)):
         frames = result.pop("frames")
         if frames:
             status = f"{decoder}, seed {result['seed']}: {'success' if result['success'] else 'failure'}"
             write_gif(frames, instruction(result["task"]), Path(exp.run_dir) / "gifs" /
-                      f"{exp.decoder_name(decoder)}_{result['task']}_seed{result['seed']}.gif",
+                      f"{name}_{result['task']}_seed{result['seed']}.gif",
                       status=status)
         episodes.append(result)
         bar.update(1)
@@ -113,15 +134,16 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
     bar.close()
     summary = summarise(episodes, list(e.tasks))
     summary.update(decoder=decoder, seconds=round(time.perf_counter() - start, 1), workers=workers,
-                   execute=e.execute or None, ensemble=e.ensemble,
+                   execute=e.execute or None, ensemble=e.ensemble, sampler=sampler or None,
                    seeds=[e.seed, e.seed + e.episodes - 1], episode_results=episodes)
-    atomic_write_json(Path(exp.run_dir) / f"eval_{exp.decoder_name(decoder)}.json", summary)
+    atomic_write_json(Path(exp.run_dir) / f"eval_{name}.json", summary)
     return summary
 
 
 def format_summary(summary: dict) -> str:
     acting = "".join([f", {summary['execute']} actions a chunk" if summary.get("execute") else "",
-                      f", temporal ensembling {summary['ensemble']}" if summary.get("ensemble") else ""])
+                      f", temporal ensembling {summary['ensemble']}" if summary.get("ensemble") else "",
+                      f", sampler {summary['sampler']}" if summary.get("sampler") else ""])
     lines = [f"{summary['decoder']}: {summary['episodes']} episodes on seeds {summary['seeds'][0]}.."
              f"{summary['seeds'][1]} per task, {summary['seconds']} s ({summary['workers']} workers{acting})"]
     for task, t in summary["tasks"].items():

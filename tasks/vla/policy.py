@@ -15,9 +15,13 @@ buffers, so they travel in the same safetensors file.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
+from ddm.config import SampleConfig, from_dict, to_dict
 from ddm.hub import PretrainedModel
 from ddm.model import Condition, MaskedDiffusionTransformer
 from ddm.sampling import AllowedTokens
@@ -70,6 +74,16 @@ class VLAPolicy(PretrainedModel):
         # the transformer carries the policy's diffusion process and sampler, as every denoiser does
         self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), c.diffusion, c.sample)
         self.processors = [AllowedTokens(allowed_tokens(c))]
+
+    def load_files(self, directory: Path) -> None:
+        # the decoder's learned samplers (ddm distill) live in the policy's folder
+        self.decoder.pretrained_dir = directory
+
+    def set_sampler(self, **overrides) -> None:
+        """Decode with these `SampleConfig` fields changed (e.g. steps=2, learned=True)."""
+        sample = from_dict(SampleConfig, {**to_dict(self.config.sample), **overrides}, "policy.sample")
+        self.config = dataclasses.replace(self.config, sample=sample)
+        self.decoder.sample = sample
 
     # ---------------------------------------------------------------- data statistics
 
