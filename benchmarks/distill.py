@@ -52,10 +52,12 @@ def remaining_gap(m: dict, plain: dict, teacher: dict, metrics: list[str]) -> fl
     return sum((m[k] - teacher[k]) / (abs(plain[k] - teacher[k]) or 1e-12) for k in metrics)
 
 
-def best_on_validation(task, model, args, k, points, val_plain, val_teacher) -> dict:
+def best_on_validation(task, model, args, k, name, points, val_plain, val_teacher) -> dict:
     """The point of `points` with the least remaining gap on held-out seeds, measured on the test seeds."""
+    from tqdm.auto import tqdm
+
     scored = []
-    for point in points:
+    for point in tqdm(points, desc=f"K={k}: {name} points on held-out seeds"):
         m = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k, **point)
         scored.append((remaining_gap(m, val_plain, val_teacher, args.metrics), point))
     best = min(scored, key=lambda s: s[0])[1]
@@ -86,6 +88,7 @@ def main() -> None:
     model = task.load_model()
     tokens = model.config.seq_len
     teacher_steps = min(args.teacher_steps, tokens)
+    print(f"teacher: {args.samples} samples at {teacher_steps} steps", flush=True)
     teacher = measure(task, model, args.test_seed, args.samples, steps=teacher_steps)
     rows: dict[str, list[tuple[int, dict]]] = {name: [] for name in ROWS}
     for k in args.steps:
@@ -93,7 +96,7 @@ def main() -> None:
         val_plain = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k)
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
         for name, points in (("plain", PLAIN), ("grid", list(grid_points()))):
-            rows[name].append((k, best_on_validation(task, model, args, k, points, val_plain, val_teacher)))
+            rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
         for name, plus in (("LSD", False), ("LSD+", True)):
             start = time.perf_counter()
             report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds)

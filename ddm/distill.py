@@ -74,6 +74,7 @@ class DistillConfig:
 @dataclass
 class DistillResult:
     coefficients: StepCoefficients
+    sample: SampleConfig  # the sampler parts distilled for (at the student's steps)
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -251,7 +252,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
               "plain_path_kl": plain_loss, "initial_path_kl": initial_loss, "learned_path_kl": best[0],
               "best_iteration": best[2], "iterations": it, "seconds": time.perf_counter() - start,
               "history": history, "config": to_dict(cfg)}
-    return DistillResult(coefficients, report)
+    return DistillResult(coefficients, sample_cfg, report)
 
 
 def distill_to_folder(model, model_dir, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, fixed_fn=None,
@@ -260,9 +261,8 @@ def distill_to_folder(model, model_dir, sample_cfg: SampleConfig, cfg: DistillCo
     them); returns what `ddm distill` prints."""
     from .sampling.learned import save_learned
 
-    sample_cfg = from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps, "learned": False}, "sample")
     result = distill(model, sample_cfg, cfg, cond_fn, fixed_fn, processors)
-    path = save_learned(model_dir, sample_cfg, model, result.coefficients, result.report)
+    path = save_learned(model_dir, result.sample, model, result.coefficients, result.report)
     r = result.report
     return {"method": r["method"], "steps": cfg.steps, "path_kl_plain": r["plain_path_kl"],
             "path_kl_learned": r["learned_path_kl"], "seconds": r["seconds"], "written": str(path)}

@@ -71,6 +71,7 @@ def load_or_train_classifier(directory: Path, images: dict, labels: dict, steps:
 
     if (directory / "config.json").is_file():
         return ImageClassifier.from_pretrained(directory).eval()
+    print(f"classifier: training the judge ({steps} steps) into {directory}", flush=True)
     torch.manual_seed(seed)
     num_classes = int(labels["train"].max()) + 1
     model = ImageClassifier(ClassifierConfig(num_classes=num_classes))
