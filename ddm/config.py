@@ -85,6 +85,10 @@ class ModelConfig:
     mlp_ratio: float = positive(4.0)
     dropout: float = bounded(0.0, 0.0, 0.9)
     positions: Literal["rotary", "axial"] = "rotary"  # 1-D rotary over the flat index, or per-axis
+    # A learned vector per target position added to its token embedding. Rotary attention
+    # only sees offsets, so with every token masked (the first sampling step) a model without a
+    # condition prefix to anchor on cannot tell the first position from the middle ones.
+    learned_positions: bool = False
     time_conditioning: bool = False
     # Causal attention over the target (the autoregressive baseline, `ddm.autoregressive`):
     # token i sees the condition and targets < i only.
@@ -111,6 +115,8 @@ class ModelConfig:
                 f"(rotary pairs per axis) for positions={self.positions!r}")
         if self.cond_vocab_size and not self.cond_len:
             raise ConfigError("model.cond_len: must be >= 1 when model.cond_vocab_size is set")
+        if self.learned_positions and self.body != "ddm":
+            raise ConfigError("model.learned_positions: body=hf brings its own position embeddings")
         if self.causal and (self.body != "ddm" or self.time_conditioning):
             raise ConfigError("model.causal: the autoregressive baseline needs body=ddm and no time_conditioning")
 
@@ -141,8 +147,23 @@ class DiffusionConfig:
     # visible tokens to doubt, which secondary remasking (recheck) reads. 0: masked positions only.
     visible_noise: float = bounded(0.0, 0.0, 1.0)
     visible_weight: float = bounded(1.0, 0.0)
+    # The continuous head (model.continuous_dim): "flow" trains the joint process of `ddm.continuous`
+    # (noisy vectors in, flow velocity out; the sampler carries the vectors step to step);
+    # "regression" predicts the clean vectors from the ids alone (no vectors in).
     continuous_loss: Literal["flow", "regression"] = "flow"
     continuous_weight: float = bounded(1.0, 0.0)
+    continuous_schedule: str = ""  # the vectors' signal level a(t) ("": the tokens' `schedule`)
+    # "coupled": the vectors are noised at the tokens' time t; "independent": at their own uniform time,
+    # given to the model as t (needs model.time_conditioning), so the sampler can finish the ids one call
+    # before the vectors and spend its last call on the vectors given every id (`ddm.continuous`)
+    continuous_time: Literal["coupled", "independent"] = "coupled"
+
+    def __post_init__(self) -> None:
+        from .schedules import SCHEDULES
+
+        if self.continuous_schedule and self.continuous_schedule not in SCHEDULES:
+            raise ConfigError(f"diffusion.continuous_schedule: unknown schedule {self.continuous_schedule!r}; "
+                              f"expected one of {SCHEDULES.names()} (or empty: the tokens' schedule)")
 
 
 @dataclass
@@ -200,6 +221,7 @@ class SampleConfig:
     cache_prefix: bool = True  # encode the condition prefix once per sample
     reuse_predictions: bool = True  # no model call when the tokens did not change since the last one
     learned: bool = False  # use the coefficients `ddm distill` learned for this model, these parts and `steps`
+    continuous_noise: float = bounded(0.0, 0.0, 1.0)  # joint models: share of the vectors' noise redrawn per step
 
     def __post_init__(self) -> None:
         if not self.top_p > 0.0:

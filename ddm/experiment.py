@@ -59,6 +59,12 @@ class DiffusionExperiment(Experiment):
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.diffusion.continuous_time == "independent" and not self.model.time_conditioning:
+            raise ConfigError("diffusion.continuous_time: independent times need model.time_conditioning=true "
+                              "(the model is told the vectors' time; the tokens' shows in the mask)")
+
 
 def task_class(name: Any) -> type:
     if not isinstance(name, str):

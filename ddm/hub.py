@@ -92,6 +92,10 @@ class PretrainedModel(torch.nn.Module):
         config = from_dict(target.config_class, meta["config"], "config")
         if expected_config is not None:
             diff = config_diff(expected_config, config)
+            wanted = getattr(expected_config, "continuous_dim", 0)
+            if wanted and not getattr(config, "continuous_dim", 0):
+                raise ValueError(f"{directory}: a discrete-only model (model.continuous_dim=0) cannot be loaded as a "
+                                 f"joint one (model.continuous_dim={wanted}): it has no continuous head; train one")
             if diff:
                 raise ValueError(f"{directory}: checkpoint was made with another config; "
                                  f"differing fields: {'; '.join(diff)}")

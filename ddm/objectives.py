@@ -2,8 +2,8 @@
 
 - discrete: cross-entropy on masked positions, weighted by the continuous-time ELBO
   weight -alpha'(t)/(1-alpha(t)) (MDLM) or flat (MaskGIT: the mean over masked tokens);
-- continuous: flow matching on a per-token vector (noise -> data along the same
-  alpha(t) as the tokens, velocity target), or plain regression of the vector;
+- continuous: the joint process (`ddm.continuous`: flow matching on a per-token vector, noised
+  on the tokens' clock, velocity target), or plain regression of the vector;
 - joint: their weighted sum;
 - optionally (`visible_noise`), some visible tokens are swapped for uniform random ones and
   the prediction at every visible position is trained too, so that the model can say which
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import DiffusionConfig
+from .continuous import continuous_schedule, corrupt_values, is_joint
 from .model import Condition, Denoiser
 from .process import MaskingProcess
 from .sampling.constraints import LogitsProcessor, apply_processors
@@ -62,6 +63,19 @@ def corrupt_batch(process: MaskingProcess, batch: Mapping[str, Tensor], t: Tenso
     return xt, masked
 
 
+def check_values(values: Tensor, ids_shape: torch.Size, dim: int) -> None:
+    """Continuous targets [B, N, C] must match the ids and the model's head, and be finite."""
+    if not dim:
+        raise ValueError("values: the batch has continuous values but the model has no continuous head "
+                         "(model.continuous_dim=0)")
+    if values.shape != (*ids_shape, dim):
+        raise ValueError(f"values: expected shape {(*ids_shape, dim)} (ids {tuple(ids_shape)}, model.continuous_dim="
+                         f"{dim}), got {tuple(values.shape)}")
+    bad = ~torch.isfinite(values).flatten(1).all(1)
+    if bad.any():
+        raise ValueError(f"values: row {int(bad.nonzero()[0])} of the batch holds NaN or infinite values")
+
+
 def swap_visible(xt: Tensor, masked: Tensor, rate: float, vocab_size: int, generator: torch.Generator) -> Tensor:
     """Replace each visible token, with probability `rate`, by a uniform token of [0, vocab_size)."""
     u = torch.rand(xt.shape, generator=generator, dtype=torch.float64).to(xt.device)
@@ -76,6 +90,7 @@ class DiffusionObjective:
         self.process = process
         self.cfg = cfg
         self.processors = processors
+        self.continuous = continuous_schedule(cfg)  # the joint process's vectors, or None (regression)
 
     def __call__(self, model, batch: Mapping[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
         x0 = batch["ids"]
@@ -92,15 +107,18 @@ class DiffusionObjective:
             drop = torch.rand(b, generator=generator, dtype=torch.float64) < self.cfg.cond_dropout
             cond = cond.dropped(drop.to(x0.device))
 
-        values, velocity = None, None
+        values, velocity, model_t = None, None, t
         target_values = batch.get("values")
-        if target_values is not None and self.cfg.continuous_loss == "flow":
-            noise = torch.randn(target_values.shape, generator=generator).to(target_values)
-            a = self.process.schedule.alpha(t)[:, None, None].to(target_values)
-            values = a * target_values + (1 - a) * noise  # same signal level as the tokens
-            velocity = target_values - noise
+        if target_values is not None:
+            check_values(target_values, x0.shape, getattr(model.config, "continuous_dim", 0))
+            if padding is not None:  # a pad's vector means nothing: it must not reach the other positions
+                target_values = target_values.masked_fill(padding[..., None], 0.0)
+            if self.continuous is not None:
+                if self.cfg.continuous_time == "independent":  # the vectors' own time, told to the model
+                    model_t = self.process.sample_times(b, generator, x0.device)
+                values, velocity = corrupt_values(self.continuous, target_values.float(), model_t, generator)
 
-        out = model(xt, t=t, cond=cond, values=values)
+        out = model(xt, t=model_t, cond=cond, values=values)
         logits = apply_processors(self.processors, out.logits, xt)
         if self.cfg.weighting == "elbo":
             per_seq = masked_cross_entropy(logits, x0, masked, self.process.weights(t, importance), padding)
@@ -120,7 +138,9 @@ class DiffusionObjective:
 
         if target_values is not None and out.continuous is not None:
             target = velocity if velocity is not None else target_values
-            cont = F.mse_loss(out.continuous, target.to(out.continuous))
+            err = (out.continuous - target.to(out.continuous)).pow(2).mean(-1)  # [B, N]
+            real = torch.ones_like(err) if padding is None else (~padding).to(err)
+            cont = (err * real).sum() / real.sum().clamp_min(1)  # pads are never a target
             metrics["continuous_loss"] = float(cont.detach())
             loss = loss + self.cfg.continuous_weight * cont
         return loss, metrics
@@ -132,6 +152,7 @@ def elbo_bits_per_token(model: Denoiser, batches, process: MaskingProcess, gener
     """Monte-Carlo estimate of the negative ELBO in bits per target token (antithetic times);
     pad positions (`padding` in a batch) are not tokens."""
     total, count = 0.0, 0.0
+    continuous = continuous_schedule(getattr(model, "diffusion", None)) if is_joint(model) else None
     was_training = model.training
     model.eval()
     for _ in range(repeats):
@@ -139,7 +160,12 @@ def elbo_bits_per_token(model: Denoiser, batches, process: MaskingProcess, gener
             x0, padding = batch["ids"], batch.get("padding")
             t = process.sample_times(x0.shape[0], generator, x0.device)
             xt, masked = corrupt_batch(process, batch, t, generator)
-            out = model(xt, t=t, cond=condition_from_batch(batch))
+            values, model_t = None, t
+            if continuous is not None and batch.get("values") is not None:  # the joint model's noisy vectors
+                if model.diffusion.continuous_time == "independent":
+                    model_t = process.sample_times(x0.shape[0], generator, x0.device)
+                values, _ = corrupt_values(continuous, batch["values"].float(), model_t, generator)
+            out = model(xt, t=model_t, cond=condition_from_batch(batch), values=values)
             nelbo = masked_cross_entropy(out.logits, x0, masked, process.weights(t, batch.get("importance")))
             total += float(nelbo.sum()) * x0.shape[1]  # nats over the batch
             count += x0.numel() if padding is None else float((~padding).sum())

@@ -145,12 +145,26 @@ class DiffusionTask(Task):
         """What the task can say about samples `ids` drawn under `cond`."""
         return {}
 
-    def write_samples(self, ids: torch.Tensor, cond, out: Path | None) -> Path:
-        """Save sampled ids (default: run_dir/samples/samples.safetensors, key `ids`)."""
+    def continuous_metrics(self, values: torch.Tensor, ids: torch.Tensor, cond) -> dict[str, float]:
+        """What the task can say about the sampled vectors [B, N, C] of a model with a continuous head."""
+        return {}
+
+    def write_samples(self, ids: torch.Tensor, cond, out: Path | None, continuous: torch.Tensor | None = None) -> Path:
+        """Save sampled ids (default: run_dir/samples/samples.safetensors, key `ids`; `continuous`: the vectors)."""
         folder = Path(out) if out else self.run_dir / "samples"
+        tensors = {"ids": ids.contiguous()}
+        if continuous is not None:
+            tensors["continuous"] = continuous.float().contiguous()
         with atomic_directory(folder) as tmp:
-            save_file({"ids": ids.contiguous()}, str(tmp / "samples.safetensors"))
+            save_file(tensors, str(tmp / "samples.safetensors"))
         return folder / "samples.safetensors"
+
+    def describe_samples(self, result, cond) -> dict[str, float]:
+        """`sample_metrics`, and `continuous_metrics` where the samples carry vectors."""
+        metrics = self.sample_metrics(result.ids, cond)
+        if result.continuous is not None:
+            metrics.update(self.continuous_metrics(result.continuous, result.ids, cond))
+        return metrics
 
     def tokens_per_example(self) -> int:
         return self.config.model.seq_len
@@ -206,6 +220,10 @@ class DiffusionTask(Task):
         model = self.build_model()
         print(f"task {cfg.task.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
               f"run dir {self.run_dir}")
+        m = cfg.model
+        if m.body == "ddm" and not (m.learned_positions or m.num_classes or m.cond_vocab_size or m.cond_embed_dim):
+            print("note: an unconditional model with rotary positions only predicts the same at every position "
+                  "while all tokens are masked (the first sampling step); model.learned_positions=true fixes that")
         trainer = Trainer(model, self.loss_fn(), self.train_dataset(), cfg.train, self.run_dir,
                           eval_fn=self.eval_during_training if cfg.train.eval_every else None,
                           tokens_per_example=self.tokens_per_example())
@@ -239,10 +257,10 @@ class DiffusionTask(Task):
         self.prepare()
         model = self.load_model(model_dir)
         result, cond, seconds = self.generate(model)
-        path = self.write_samples(result.ids, cond, Path(out) if out else None)
+        path = self.write_samples(result.ids, cond, Path(out) if out else None, result.continuous)
         n = result.ids.shape[0]
         return {"samples": n, "nfe": result.nfe, "ms_per_sample": 1000 * seconds / n,
-                **self.sample_metrics(result.ids, cond), "written": str(path)}
+                **self.describe_samples(result, cond), "written": str(path)}
 
     def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128, model_dir: str | Path | None = None,
                 **options: Any) -> dict[str, Any]:
@@ -290,7 +308,7 @@ class DiffusionTask(Task):
         result, cond, seconds = self.generate(model)
         n = result.ids.shape[0]
         metrics.update(samples=n, nfe=float(result.nfe), ms_per_sample=1000 * seconds / n,
-                       **self.sample_metrics(result.ids, cond))
+                       **self.describe_samples(result, cond))
         s = self.config.sample
         print(f"task {self.config.task.name}: {n} samples, {s.order} order, {s.steps} steps")
         for key, value in metrics.items():

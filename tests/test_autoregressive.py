@@ -27,9 +27,10 @@ def test_causal_outputs_ignore_later_tokens():
     assert not torch.allclose(a[:, 6:], b[:, 6:], atol=1e-3)
 
 
-@pytest.mark.parametrize("with_prefix", [False, True])
-def test_incremental_decoding_equals_the_full_forward(with_prefix):
-    model = causal_model(cond_vocab_size=5, cond_len=4) if with_prefix else causal_model()
+@pytest.mark.parametrize("with_prefix, learned_positions", [(False, False), (True, False), (False, True)])
+def test_incremental_decoding_equals_the_full_forward(with_prefix, learned_positions):
+    kw = dict(cond_vocab_size=5, cond_len=4) if with_prefix else {}
+    model = causal_model(learned_positions=learned_positions, **kw)
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(0, 8, (2, 10), generator=g)
     cond = None

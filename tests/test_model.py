@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ddm.config import ModelConfig
+from ddm.config import ConfigError, ModelConfig
 from ddm.model import Condition, MaskedDiffusionTransformer
 
 
@@ -83,6 +83,35 @@ def test_axial_positions_distinguish_axes():
     assert m.target_coords.shape == (12, 2)
     out = m(rand_ids(m.config))
     assert out.logits.shape == (3, 12, 11) and torch.isfinite(out.logits).all()
+
+
+def test_learned_positions_tell_positions_apart_when_everything_is_masked():
+    """Rotary attention rotates queries and keys, not values: with every token masked all values
+    are equal, so every position of an unconditional model gets the same prediction, whatever
+    the weights. Learned positions break the tie. Data: position 0 is always token 3, the
+    others uniform; a few Adam steps on fully masked rows."""
+    def first_position_share(**kw):
+        m = make(**kw).train()
+        opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(1)
+        masked = torch.full((32, 12), m.config.mask_id)
+        for _ in range(60):
+            x = torch.randint(0, 11, (32, 12), generator=g)
+            x[:, 0] = 3
+            loss = torch.nn.functional.cross_entropy(m(masked).logits.transpose(1, 2), x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            probs = m.eval()(masked[:1]).logits.softmax(-1)[0]
+        return float(probs[0, 3]), float(probs[5, 3])
+
+    first, middle = first_position_share(learned_positions=True)
+    assert first > 0.9 and middle < 0.2
+    first, middle = first_position_share()
+    assert abs(first - middle) < 1e-5
+    with pytest.raises(ConfigError, match="model.learned_positions"):
+        ModelConfig(learned_positions=True, body="hf")
 
 
 @pytest.mark.parametrize("call, message", [

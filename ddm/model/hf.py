@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, DiffusionConfig, ModelConfig, SampleConfig
+from ..continuous import is_joint
 from ..hub import PretrainedModel
 from .condition import Condition, Prefix
 from .protocol import DENOISER_SECTIONS, attach_sections
@@ -143,7 +144,7 @@ class HFDenoiser(PretrainedModel):
 
         Same arguments and output as `MaskedDiffusionTransformer.forward`.
         """
-        check_inputs(self.config, ids, t, cond, values, prefix)
+        check_inputs(self.config, ids, t, cond, values, prefix, joint=is_joint(self))
         if prefix is None:
             prefix = self.encode_prefix(cond)
         x = self.target_embedding(ids, t, values)

@@ -31,9 +31,13 @@ class TargetEmbedding(nn.Module):
         self.tokens = nn.Embedding(cfg.vocab_size + 1, cfg.d_model)  # + the mask id
         self.values = nn.Linear(cfg.continuous_dim, cfg.d_model) if cfg.continuous_dim else None
         self.time = TimeEmbedding(cfg.d_model) if cfg.time_conditioning else None
+        self.positions = nn.Parameter(torch.zeros(cfg.seq_len, cfg.d_model)) if cfg.learned_positions else None
 
-    def forward(self, ids: Tensor, t: Tensor | None, values: Tensor | None) -> Tensor:
+    def forward(self, ids: Tensor, t: Tensor | None, values: Tensor | None, start: int = 0) -> Tensor:
+        """`start`: the target position of ids[:, 0] (incremental decoding runs a slice)."""
         x = self.tokens(ids)
+        if self.positions is not None:
+            x = x + self.positions[start:start + ids.shape[1]]
         if values is not None and self.values is not None:
             x = x + self.values(values)
         if self.time is not None:
@@ -97,8 +101,9 @@ class Heads(nn.Module):
 
 
 def check_inputs(cfg: ModelConfig, ids: Tensor, t: Tensor | None, cond: Condition | None,
-                 values: Tensor | None, prefix: Prefix | None = None) -> None:
-    """Shape, dtype and range checks at the public boundary, with errors that name the input."""
+                 values: Tensor | None, prefix: Prefix | None = None, joint: bool = False) -> None:
+    """Shape, dtype and range checks at the public boundary, with errors that name the input;
+    `joint`: the model was trained on the joint process (`ddm.continuous`) and needs its vectors."""
     if not isinstance(ids, Tensor) or ids.dim() != 2:
         shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
         raise ValueError(f"ids: expected a tensor of rank 2 [batch, {cfg.seq_len}], got {shape}")
@@ -115,7 +120,13 @@ def check_inputs(cfg: ModelConfig, ids: Tensor, t: Tensor | None, cond: Conditio
     if cfg.time_conditioning and (t is None or t.shape != (b,)):
         raise ValueError(f"t: the model is time-conditioned and needs t of shape [{b}], got "
                          f"{None if t is None else tuple(t.shape)}")
+    if values is None and joint:
+        raise ValueError(f"values: this model was trained on the joint process (diffusion.continuous_loss=flow) and "
+                         f"needs its noisy continuous state [{b}, {cfg.seq_len}, {cfg.continuous_dim}] at every call; "
+                         "sample it with ddm.sampling (Sampler.from_pretrained), which carries that state")
     if values is not None:
+        if not torch.isfinite(values).all():
+            raise ValueError("values: NaN or infinite continuous values")
         if not cfg.continuous_dim:
             raise ValueError("values: the model has no continuous input (model.continuous_dim=0)")
         if values.shape != (b, cfg.seq_len, cfg.continuous_dim):

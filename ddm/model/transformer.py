@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DiffusionConfig, ModelConfig, SampleConfig
+from ..continuous import is_joint
 from ..hub import PretrainedModel
 from .condition import Condition, Prefix
 from .protocol import DENOISER_SECTIONS, attach_sections
@@ -90,7 +91,7 @@ class MaskedDiffusionTransformer(PretrainedModel):
         when time-conditioned); either `cond` or its cached `prefix` (from
         `encode_prefix`); values [B, N, C] noisy continuous inputs, if any.
         """
-        check_inputs(self.config, ids, t, cond, values, prefix)
+        check_inputs(self.config, ids, t, cond, values, prefix, joint=is_joint(self))
         if prefix is None:
             prefix = self.encode_prefix(cond)
         x = self.target_embedding(ids, t, values)
@@ -110,7 +111,7 @@ class MaskedDiffusionTransformer(PretrainedModel):
         their outputs and the cache grown by them (incremental autoregressive decoding)."""
         if not self.config.causal:
             raise ValueError("extend: only a causal model (model.causal=true) decodes incrementally")
-        x = self.target_embedding(ids, None, None)
+        x = self.target_embedding(ids, None, None, start)
         rope = self.rotary(self.target_coords[start:start + ids.shape[1]])
         key_mask = None
         if cache is not None and cache.mask is not None:

@@ -30,18 +30,21 @@ class Denoise:
         self.nfe = 0
         self._last: tuple[Tensor, Tensor, Tensor | None] | None = None
 
-    def __call__(self, ids: Tensor, t: Tensor) -> tuple[Tensor, Tensor | None]:
-        """ids [B, N] -> (logits or guided log-probs [B, N, V], continuous [B, N, C] or None)."""
-        if self.reuse and self._last is not None and torch.equal(self._last[0], ids):
+    def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """ids [B, N] (and a joint model's noisy vectors [B, N, C]) -> (logits or guided log-probs
+        [B, N, V], continuous [B, N, C] or None)."""
+        if self.reuse and self._last is not None and torch.equal(self._last[0], ids) and values is None:
             # Nothing changed since the last call, and t is a function of ids: same prediction.
             return self._last[1], self._last[2]
-        rows, times = ids, t
+        rows, times, vectors = ids, t, values
         if self.guidance is not None:
             rows, times = torch.cat([ids, ids]), torch.cat([t, t])
+            vectors = None if values is None else torch.cat([values, values])
+        extra = {} if vectors is None else {"values": vectors}  # a discrete-only denoiser need not take values
         if self.prefix is not None:
-            out = self.model(rows, t=times, prefix=self.prefix)
+            out = self.model(rows, t=times, prefix=self.prefix, **extra)
         else:
-            out = self.model(rows, t=times, cond=self.cond)
+            out = self.model(rows, t=times, cond=self.cond, **extra)
         self.nfe += rows.shape[0] // ids.shape[0]
         logits, continuous = out.logits, out.continuous
         vocab = self.model.config.vocab_size
@@ -50,6 +53,6 @@ class Denoise:
                              f"{(*rows.shape, vocab)} (model.config.vocab_size={vocab})")
         if self.guidance is not None:
             logits = self.guidance.combine(logits)
-            continuous = None if continuous is None else continuous[: ids.shape[0]]
+            continuous = None if continuous is None else self.guidance.combine_continuous(continuous)
         self._last = (ids.clone(), logits, continuous)
         return logits, continuous

@@ -2,6 +2,8 @@
 
     log p_guided = log p_uncond + (1 + w) (log p_cond - log p_uncond)
 
+and the same extrapolation of a continuous head's prediction (a flow velocity or the vectors).
+
 w = 0 is the plain conditional sampler (and makes no unconditional call at all); w > 0
 sharpens towards the condition. The unconditional rows use the model's learned null
 condition (`Condition.dropped()`), so the model must have been trained with condition
@@ -39,6 +41,11 @@ class ClassifierFreeGuidance:
     def combine(self, logits: Tensor) -> Tensor:
         """[2B, N, V] (conditional rows first) -> guided log-probabilities [B, N, V] (float32)."""
         cond, uncond = logits.float().log_softmax(-1).chunk(2)
+        return uncond + (1.0 + self.scale) * (cond - uncond)
+
+    def combine_continuous(self, continuous: Tensor) -> Tensor:
+        """[2B, N, C] (conditional rows first) -> the same extrapolation of the continuous prediction [B, N, C]."""
+        cond, uncond = continuous.chunk(2)
         return uncond + (1.0 + self.scale) * (cond - uncond)
 
     def __repr__(self) -> str:

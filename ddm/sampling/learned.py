@@ -38,6 +38,8 @@ from .state import StepInfo
 LEARNED_DIR = "samplers"
 # Fields that do not change what a step does: not part of the key.
 _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned")
+# Parts added after learned files existed: part of the key only when set, so those files keep theirs.
+_LATER_PARTS = {"continuous_noise": 0.0}
 
 
 @dataclass
@@ -100,7 +102,8 @@ class LearnedSteps(StepSchedule):
 
 
 def sampler_parts(cfg: SampleConfig) -> dict[str, Any]:
-    return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_PARTS}
+    return {k: v for k, v in to_dict(cfg).items()
+            if k not in _NOT_PARTS and not (k in _LATER_PARTS and v == _LATER_PARTS[k])}
 
 
 def sampler_key(cfg: SampleConfig) -> str:

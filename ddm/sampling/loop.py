@@ -5,7 +5,8 @@ Each step, for the positions of the current block:
   2. posterior: optional measurement tilt of the logits, and anchoring of committed tokens;
   3. filter: temperature / top-k / top-p, then draw a token (float64) for each masked position;
   4. remask: committed tokens picked by the remasking rule become masked again;
-  5. reveal: the count rule says how many masked tokens to commit, the order says which.
+  5. reveal: the count rule says how many masked tokens to commit, the order says which;
+  6. a joint model's vectors (`ddm.continuous`) move to the time of the new token state.
 The model sees time t = schedule.inverse(revealed fraction of the tokens to generate), so a
 time-conditioned model gets the time at which its input is most typical.
 """
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ..config import DiffusionConfig, SampleConfig, from_dict, to_dict
+from ..continuous import ContinuousSampler
 from ..model import Condition, Denoiser
 from ..schedules import LogLinearSchedule, Schedule, get_schedule
 from .constraints import LogitsProcessor, apply_processors
@@ -53,11 +55,13 @@ class Sampler:
     reuse_predictions: bool = True
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
     step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
+    continuous_noise: float = 0.0  # joint models: share of the vectors' noise redrawn per step (0: the ODE)
 
     def __post_init__(self) -> None:
         checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
                   ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
+                  ("continuous_noise", 0 <= self.continuous_noise <= 1, "in [0, 1]"),
                   ("block_size", self.block_size >= 0, ">= 0 (0: one block)")]
         for name, ok, allowed in checks:
             if not ok:
@@ -78,7 +82,7 @@ class Sampler:
                                              cfg.remask_eta, tuple(cfg.remask_window)),
                    temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                    guidance_scale=cfg.guidance_scale, block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
-                   reuse_predictions=cfg.reuse_predictions,
+                   reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
                    **({} if process is None else {"process": process}))
 
     @classmethod
@@ -160,9 +164,16 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
 
     state = SamplingState.start(batch, n, cfg.mask_id, device, *(fixed or (None, None)))
     denoise = Denoise(model, cond, guidance, sampler.cache_prefix, sampler.reuse_predictions)
+    # A joint model's vectors (`ddm.continuous`), carried from step to step. On their own clock (`lag`),
+    # the ids take all but the last call, which finishes the vectors given every id.
+    flow = ContinuousSampler.for_model(model, sampler.continuous_noise)
+    values = None if flow is None else flow.start(batch, n, cfg.continuous_dim, generator, device)
+    lag = flow is not None and flow.independent and sampler.steps >= 2
+    plan = _plan(dataclasses.replace(sampler, steps=sampler.steps - 1) if lag else sampler, state.fixed)
+    calls = sum(p[2] for p in plan) + lag
     trace = Trace() if return_trace else None
     step = 0
-    for lo, hi, steps in _plan(sampler, state.fixed):
+    for lo, hi, steps in plan:
         active = torch.zeros(n, dtype=torch.bool, device=device)
         active[lo:hi] = True
         free = (~state.fixed & active).sum(1)
@@ -176,7 +187,9 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
                             tuple(cfg.shape))
 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
-            logits, continuous = denoise(state.ids, t)
+            if lag:
+                t = flow.clock(step, calls, batch, device)
+            logits, continuous = denoise(state.ids, t, values)
             logits = apply_processors(processors, logits, state.ids)
             remask = torch.zeros_like(candidates)
             if measurement is not None:
@@ -196,7 +209,12 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             k = sampler.count(info, remask.sum(1), token_p, candidates, generator)
             reveal = top_k_positions(scores, candidates, k)
             state.remask(remask)
-            state.commit(reveal, tokens, token_p, step, continuous)
+            state.commit(reveal, tokens, token_p, step, None if flow else continuous)
+            if flow is not None:  # the vectors move to the time of the next call
+                state.continuous = flow.data(values, continuous, t)
+                t_next = flow.clock(step + 1, calls, batch, device) if lag else \
+                    sampler.process.inverse(state.visible_fraction().double()).float()
+                values = flow.step(values, state.continuous, t, t_next, generator)
 
             if trace is not None:
                 trace.ids.append(state.ids.clone())
@@ -206,6 +224,9 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
                 trace.times.append(t)
             step += 1
 
+    if lag:  # every id is visible: the last call is the vectors'
+        t = flow.clock(step, calls, batch, device)
+        state.continuous = flow.data(values, denoise(state.ids, t, values)[1], t)
     if state.masked.any():  # the last step of every block reveals all its tokens
         raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
     if trace is not None:

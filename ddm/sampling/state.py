@@ -17,7 +17,9 @@ class SamplingState:
     mask_id: int
     confidence: Tensor  # [B, N] float64: probability of the token when it was committed (1 for fixed)
     committed_at: Tensor  # [B, N] long: step that committed the current token (-1: fixed or masked)
-    continuous: Tensor | None = None  # [B, N, C]: the continuous prediction when the token was committed
+    # [B, N, C]: a regression head's prediction when the token was committed; a joint model's clean-vector
+    # estimate of the latest step (`ddm.continuous`)
+    continuous: Tensor | None = None
 
     @classmethod
     def start(cls, batch: int, seq_len: int, mask_id: int, device, fixed_ids: Tensor | None = None,
@@ -105,6 +107,6 @@ class SampleResult:
     ids: Tensor  # [B, N] long, no mask id left
     nfe: int  # network evaluations per sample (see ddm.sampling.denoise)
     trace: Trace | None = None
-    continuous: Tensor | None = None  # [B, N, C] when the model has a continuous head
+    continuous: Tensor | None = None  # [B, N, C] vectors (data, never a velocity) when the model has a continuous head
     confidence: Tensor | None = None  # [B, N] probability of each token when committed (1 for fixed)
     committed_at: Tensor | None = None  # [B, N] step that committed each token (-1: fixed)

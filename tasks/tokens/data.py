@@ -3,7 +3,8 @@
 Formats, by the path: `.npy` (a 2-D integer array, ids only), `.parquet`, `.arrow` /
 `.feather` (Arrow IPC file or stream), or a folder written by `datasets`' `save_to_disk`.
 Table formats hold one row per sequence: the ids as a list column, and optionally a class
-label (int) and a condition prefix (a list of ids). Rows shorter than the model's length
+label (int), a condition prefix (a list of ids) and a vector per token (a list, as long as the
+row's ids, of lists of `model.continuous_dim` finite numbers: the joint model's continuous half). Rows shorter than the model's length
 need a pad id: the rows are padded with it at the end, and it may not appear inside a row.
 """
 
@@ -31,11 +32,12 @@ class TokenTable:
     classes: np.ndarray | None = None  # [N]
     prefix: np.ndarray | None = None  # [N, P] int64, 0 past a row's prefix
     prefix_mask: np.ndarray | None = None  # [N, P] bool
+    values: np.ndarray | None = None  # [N, L, C] float32, 0 at pads
 
     def rows(self, index: np.ndarray) -> "TokenTable":
         pick = (lambda a: None if a is None else a[index])
         return TokenTable(self.ids[index], self.lengths[index], pick(self.classes), pick(self.prefix),
-                          pick(self.prefix_mask))
+                          pick(self.prefix_mask), pick(self.values))
 
 
 def data_format(path: str | Path) -> str:
@@ -116,7 +118,7 @@ def _check_row(values, r: int, where: str, vocab: int, vocab_name: str) -> np.nd
 
 def build_table(columns: dict[str, list], where: str, length: int, vocab: int, pad_id: int | None,
                 label: str = "", num_classes: int = 0, prefix: str = "", cond_vocab: int = 0,
-                cond_len: int = 0) -> TokenTable:
+                cond_len: int = 0, values: str = "", continuous_dim: int = 0) -> TokenTable:
     """Check every row against the model and pad it: see the module docstring for the rules."""
     rows = columns["ids"]
     if not len(rows):
@@ -132,6 +134,8 @@ def build_table(columns: dict[str, list], where: str, length: int, vocab: int, p
     if prefix:
         table.prefix, table.prefix_mask = _prefixes(columns[prefix], f"{where}, column {prefix!r}", cond_vocab,
                                                     cond_len)
+    if values:
+        table.values = _vectors(columns[values], f"{where}, column {values!r}", table.lengths, length, continuous_dim)
     return table
 
 
@@ -201,7 +205,27 @@ def _prefixes(values: list, where: str, cond_vocab: int, cond_len: int) -> tuple
     return ids, mask
 
 
-def write_tokens(path: Path, fmt: str, table: TokenTable, column: str, label: str = "", prefix: str = "") -> Path:
+def _vectors(rows: list, where: str, lengths: np.ndarray, length: int, dim: int) -> np.ndarray:
+    """One vector of `dim` finite numbers per real token of each row -> [N, L, dim] float32 (0 at pads)."""
+    out = np.zeros((len(rows), length, dim), dtype=np.float32)
+    for r, row in enumerate(rows):
+        try:
+            array = np.asarray(row, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TokenDataError(f"{where}, row {r}: expected a list of vectors of {dim} numbers") from None
+        if array.ndim != 2 or array.shape != (lengths[r], dim):
+            raise TokenDataError(f"{where}, row {r}: vectors of shape {array.shape}, expected ({lengths[r]}, {dim}): "
+                                 f"one per token of the row ({lengths[r]}), model.continuous_dim={dim} each")
+        bad = np.argwhere(~np.isfinite(array))
+        if len(bad):
+            raise TokenDataError(f"{where}, row {r}, token {int(bad[0][0])}: {array[tuple(bad[0])]} is not a finite "
+                                 "number")
+        out[r, :lengths[r]] = array
+    return out
+
+
+def write_tokens(path: Path, fmt: str, table: TokenTable, column: str, label: str = "", prefix: str = "",
+                 values: str = "") -> Path:
     """Write sampled rows in the format they were read in (written whole, then renamed into place).
     npy keeps the padded array; table formats hold each row's real tokens only."""
     if fmt == "npy":
@@ -215,6 +239,8 @@ def write_tokens(path: Path, fmt: str, table: TokenTable, column: str, label: st
         data[label] = table.classes.tolist()
     if prefix and table.prefix is not None:
         data[prefix] = [p[m].tolist() for p, m in zip(table.prefix, table.prefix_mask)]
+    if values and table.values is not None:
+        data[values] = [v[:n].tolist() for v, n in zip(table.values, table.lengths)]
     dataset = Dataset.from_dict(data)
     if fmt == "datasets":
         with atomic_directory(path) as tmp:

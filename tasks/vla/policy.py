@@ -71,8 +71,11 @@ class VLAPolicy(PretrainedModel):
         self.register_buffer("state_std", torch.ones(c.state_dim))
         self.observation = ObservationProjector(c)
         self.action_decoder = DECODERS.get(c.decoder, "policy.decoder")()
-        # the transformer carries the policy's diffusion process and sampler, as every denoiser does
-        self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), c.diffusion, c.sample)
+        # the transformer carries the policy's diffusion process and sampler, as every denoiser does; a
+        # continuous head here regresses the actions from an all-masked chunk (no noisy vectors in)
+        diffusion = dataclasses.replace(c.diffusion, continuous_loss="regression") if self.action_decoder.continuous \
+            else c.diffusion
+        self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), diffusion, c.sample)
         self.processors = [AllowedTokens(allowed_tokens(c))]
 
     def load_files(self, directory: Path) -> None:
