@@ -84,3 +84,43 @@ def test_image_task_bad_class_and_bad_inpainting_mask(tiny_image_task):
     filled, hidden, _, classes = task.inpaint(model, task.images["heldout"][:3])
     assert torch.equal(filled[~hidden], task.images["heldout"][:3][~hidden])  # the visible half is kept
     assert classes.shape == (3,) and 0 <= int(classes.min()) and int(classes.max()) < 10
+
+
+JOINT = ["task.vectors=latent", "model.continuous_dim=4", "model.time_conditioning=true",
+         "diffusion.continuous_time=independent", "task.inpaint_class=none"]
+
+
+def test_the_joint_image_task_carries_the_tokenizers_latents_and_decodes_images_from_vectors(tiny_image_task):
+    from ddm.model import build_denoiser
+
+    task = tiny_image_task(*JOINT)
+    values = task.train_dataset()[:]["values"]
+    assert values.shape == (len(task.ids["train"]), 49, 4)  # one standardised latent per token
+    flat = values.reshape(-1, 4).double()
+    assert flat.mean(0).abs().max() < 1e-4 and (flat.std(0) - 1).abs().max() < 1e-3
+    # the vectors decode to what the tokenizer makes of its own unquantized latents
+    x = task.images["heldout"][:4]
+    torch.testing.assert_close(task.decode_vectors(task.vectors["heldout"][:4]),
+                               task.tokenizer.decode_latents(task.tokenizer.latents(x)))
+    model = build_denoiser(task.config.model, task.config.diffusion).eval()
+    images, result, _ = task.generate_images(model, torch.arange(3), steps=4)
+    assert images.shape == (3, 1, 28, 28) and 0 <= float(images.min()) and float(images.max()) <= 1
+    assert result.continuous.shape == (3, 49, 4) and result.nfe == 8  # 4 calls, guided: 2 rows each
+    torch.testing.assert_close(images, task.decode_vectors(result.continuous))
+    assert set(task.continuous_metrics(result.continuous, result.ids, result_cond(3))) >= {
+        "from_vectors_accuracy", "from_vectors_frechet"}
+
+
+def result_cond(n):
+    from ddm.model import Condition
+
+    return Condition(classes=torch.arange(n))
+
+
+def test_the_joint_image_task_refuses_a_head_that_does_not_fit_the_latents(tiny_image_task):
+    from ddm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.continuous_dim: 0 with task.vectors='latent'"):
+        tiny_image_task("task.vectors=latent")
+    with pytest.raises(ConfigError, match="model.continuous_dim: 3, but the tokenizer's latents have 4 dimensions"):
+        tiny_image_task(*JOINT, "model.continuous_dim=3")

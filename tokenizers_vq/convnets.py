@@ -9,6 +9,7 @@ the batch.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator
 
 import torch
@@ -152,6 +153,23 @@ class ConvTokenizer(LearnedTokenizer):
         codes = self.quantizer.ids_to_codes(ids.reshape(ids.shape[0], -1, self.quantizer.num_codebooks))
         with eval_mode(self):
             return self._decode_latent(self.quantizer.decode_codes(codes)).clamp(0, 1)
+
+    @torch.no_grad()
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's vectors before quantization, one per token: [B, N, D] (a joint model's
+        continuous half)."""
+        with eval_mode(self):
+            z = self.encoder(self.check_input(x))
+        return z.reshape(*z.shape[:2], -1).transpose(1, 2)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] vectors (quantized or not) -> pixels in [0, 1]."""
+        d = self.config.latent_dim
+        if z.ndim != 3 or z.shape[1] != math.prod(self.grid) or z.shape[2] != d:
+            raise ValueError(f"latents: expected [B, {math.prod(self.grid)}, {d}], got {tuple(z.shape)}")
+        with eval_mode(self):
+            return self._decode_latent(z).clamp(0, 1)
 
     def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
         """probs [B, N, V] over a single-codebook vocabulary -> pixels, differentiable in probs.

@@ -58,6 +58,10 @@ class ImageConfig:
     inpaint_class: Literal["none", "inferred"] = "inferred"
     inpaint_class_draws: int = positive(96)  # masking draws of the ELBO per class (32: 78.0% right, 96: 79.0%)
     inpaint_anchor: float = bounded(0.0, 0.0, 1.0)  # anchoring threshold of committed tokens
+    # "latent": each token also carries the tokenizer's vector before quantization (the joint process,
+    # model.continuous_dim = the tokenizer's latent_dim), standardised per dimension on the training
+    # split; images are then decoded from the sampled vectors. "none": ids only.
+    vectors: Literal["none", "latent"] = "none"
 
 
 @register_task("image")
@@ -74,6 +78,9 @@ class ImageTask(DiffusionTask):
         for s in t.eval_steps:
             if s < 1:
                 raise ConfigError(f"task.eval_steps: step budgets must be >= 1, got {t.eval_steps}")
+        if (t.vectors == "latent") != bool(m.continuous_dim):
+            raise ConfigError(f"model.continuous_dim: {m.continuous_dim} with task.vectors={t.vectors!r}; the "
+                              "tokenizer's latents (vectors: latent) and a continuous head go together")
 
     def setup(self) -> None:
         t, m = self.config.task, self.config.model
@@ -93,6 +100,15 @@ class ImageTask(DiffusionTask):
                               "a model must be trained on its own tokenizer's ids")
         self.grid = grid
         self.ids = {name: self._encode(x) for name, x in self.images.items()}
+        if t.vectors == "latent":
+            latents = {name: torch.cat([self.tokenizer.latents(x[i:i + 500]) for i in range(0, len(x), 500)])
+                       for name, x in self.images.items()}
+            if latents["train"].shape[-1] != m.continuous_dim:
+                raise ConfigError(f"model.continuous_dim: {m.continuous_dim}, but the tokenizer's latents have "
+                                  f"{latents['train'].shape[-1]} dimensions")
+            flat = latents["train"].reshape(-1, m.continuous_dim).double()
+            self.latent_mean, self.latent_std = flat.mean(0).float(), flat.std(0).clamp_min(1e-6).float()
+            self.vectors = {name: (z - self.latent_mean) / self.latent_std for name, z in latents.items()}
 
     def _tokenizer_dir(self) -> Path:
         t = self.config.task
@@ -115,9 +131,23 @@ class ImageTask(DiffusionTask):
     def decode(self, ids: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         return torch.cat([self.tokenizer.decode(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)])
 
+    @torch.no_grad()
+    def decode_vectors(self, vectors: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """Standardised latents [B, N, D] (a joint model's samples) -> pixels."""
+        z = vectors * self.latent_std + self.latent_mean
+        return torch.cat([self.tokenizer.decode_latents(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
+
+    def images_of(self, result) -> torch.Tensor:
+        """A sample's pixels: from its vectors when the model carries the tokenizer's latents, else its ids."""
+        if self.config.task.vectors == "latent":
+            return self.decode_vectors(result.continuous)
+        return self.decode(result.ids)
+
     def train_dataset(self) -> Dataset:
-        return Dataset.from_dict({"ids": self.ids["train"].numpy(),
-                                  "classes": self.labels["train"].numpy()}).with_format("torch")
+        columns = {"ids": self.ids["train"].numpy(), "classes": self.labels["train"].numpy()}
+        if self.config.task.vectors == "latent":
+            columns["values"] = self.vectors["train"].numpy()
+        return Dataset.from_dict(columns).with_format("torch")
 
     def sample_conditions(self, n: int) -> Condition:
         return Condition(classes=torch.arange(n) % self.config.model.num_classes)
@@ -143,7 +173,7 @@ class ImageTask(DiffusionTask):
         else:
             result = sample_many(model, len(classes), sample_cfg.batch_size, sampler=sampler,
                                  cond=Condition(classes=classes), generator=torch.Generator().manual_seed(seed))
-        images = self.decode(result.ids)
+        images = self.images_of(result)
         return images, result, time.perf_counter() - start
 
     def baseline_images(self, baseline, classes: torch.Tensor, seed: int = 0):
@@ -191,7 +221,7 @@ class ImageTask(DiffusionTask):
         sampler = Sampler.for_model(model, sample_cfg)
         result = sampler(model, cond=cond, fixed=fixed, measurement=measurement, generator=generator)
         seconds = time.perf_counter() - start
-        filled = self.decode(result.ids)
+        filled = self.images_of(result)
         return torch.where(hidden, filled, images), hidden, seconds, classes
 
     # ------------------------------------------------------------------ evaluation
@@ -235,6 +265,13 @@ class ImageTask(DiffusionTask):
         quality = self.quality(self.decode(ids), cond.classes)
         return {**quality, "judge_error": 1.0 - quality["accuracy"]}
 
+    def continuous_metrics(self, values: torch.Tensor, ids: torch.Tensor, cond: Condition | None) -> dict[str, float]:
+        """The judge's view of the images decoded from a joint model's vectors."""
+        if self.config.task.vectors != "latent":
+            return {}
+        quality = self.quality(self.decode_vectors(values), cond.classes)
+        return {f"from_vectors_{k}": v for k, v in quality.items()}
+
     def evaluate_model(self, model) -> dict[str, float]:
         t, cfg, run_dir = self.config.task, self.config, self.run_dir
         classifier, _ = self.judge()
@@ -245,6 +282,9 @@ class ImageTask(DiffusionTask):
         rows["real held-out images"] = {**real, "nfe": 0.0}
         recon = self.quality(self.decode(self.ids["heldout"]), y_real)
         rows["tokenizer reconstructions"] = {**recon, "nfe": 0.0}
+        if t.vectors == "latent":  # the bound of images decoded from vectors
+            latent = self.quality(self.decode_vectors(self.vectors["heldout"]), y_real)
+            rows["decoded unquantized latents"] = {**latent, "nfe": 0.0}
 
         samples = {}
         one = classes[:t.latency_images]  # one image per call: latency rather than throughput
@@ -255,6 +295,9 @@ class ImageTask(DiffusionTask):
                                                 "ms_per_image": 1000 * seconds / len(classes),
                                                 "ms_batch_1": 1000 * latency}
             samples[steps] = images
+            if t.vectors == "latent":  # the same samples decoded from their ids: is it the vectors or the model?
+                rows[f"  {steps} steps, from the ids"] = {**self.quality(self.decode(result.ids), classes),
+                                                      "nfe": float(result.nfe)}
         if t.baseline:
             baseline = self.baseline_model()
             images, nfe, seconds = self.baseline_images(baseline, classes, seed=cfg.sample.seed)
