@@ -3,7 +3,7 @@
 - discrete: cross-entropy on masked positions, weighted by the continuous-time ELBO
   weight -alpha'(t)/(1-alpha(t)) (MDLM) or flat (MaskGIT: the mean over masked tokens);
 - continuous: the joint process (`ddm.continuous`: flow matching on a per-token vector, noised
-  on the tokens' clock, velocity target), or plain regression of the vector;
+  on the tokens' clock or its own, velocity target), or plain regression of the vector;
 - joint: their weighted sum;
 - optionally (`visible_noise`), some visible tokens are swapped for uniform random ones and
   the prediction at every visible position is trained too, so that the model can say which

@@ -8,7 +8,8 @@ Each step, for the positions of the current block:
   5. reveal: the count rule says how many masked tokens to commit, the order says which;
   6. a joint model's vectors (`ddm.continuous`) move to the time of the new token state.
 The model sees time t = schedule.inverse(revealed fraction of the tokens to generate), so a
-time-conditioned model gets the time at which its input is most typical.
+time-conditioned model gets the time at which its input is most typical (a joint model on the
+independent clock sees its vectors' time instead, `ddm.continuous`).
 """
 
 from __future__ import annotations
