@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddm.cli import main
-from ddm.config import DiffusionConfig, ModelConfig, SampleConfig
+from ddm.config import DiffusionConfig, ModelConfig
 from ddm.continuous import corrupt_values, is_joint
 from ddm.hub import load_pretrained
 from ddm.model import DenoiserOutput, MaskedDiffusionTransformer
