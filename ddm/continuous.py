@@ -23,8 +23,8 @@ Two clocks (`diffusion.continuous_time`):
 Sampling keeps x_t from step to step: x_1 is noise; after each model call the clean vector is
 estimated as x0 = x_t + (1 - a) v, and x_t moves to the next step's time along the
 deterministic path (DDIM's update, the flow ODE in x0 form) or, with `noise` = eta > 0, DDIM's
-stochastic update (eta = 1: the posterior of the Markov chain with these marginals). The last step lands on a = 1, so what the user
-gets is data, never a velocity.
+stochastic update (eta = 1: the posterior of the Markov chain with these marginals). The last
+step lands on a = 1, so what the user gets is data, never a velocity.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def continuous_schedule(diffusion) -> Schedule | None:
 
 
 def is_joint(model) -> bool:
-    """A model with a continuous head trained on the joint process: it needs its noisy vectors as input."""
-    return bool(model.config.continuous_dim) and continuous_schedule(getattr(model, "diffusion", None)) is not None
+    """A model with a continuous head trained on the joint process: it needs its noisy vectors as input.
+    (Checked on every forward call: reads two fields, builds nothing.)"""
+    return bool(model.config.continuous_dim) and getattr(getattr(model, "diffusion", None), "continuous_loss",
+                                                         None) == "flow"
 
 
 def _level(schedule: Schedule, t: Tensor, like: Tensor) -> Tensor:

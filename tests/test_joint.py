@@ -3,6 +3,8 @@ denoiser, a trained joint model that recovers each token's conditional distribut
 (through the tokens task, from a Parquet file), and bad input refused by name."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,94 +14,40 @@ from ddm.cli import main
 from ddm.config import DiffusionConfig, ModelConfig
 from ddm.continuous import corrupt_values, is_joint
 from ddm.hub import load_pretrained
-from ddm.model import DenoiserOutput, MaskedDiffusionTransformer
-from ddm.model.protocol import attach_sections
+from ddm.model import MaskedDiffusionTransformer
 from ddm.objectives import DiffusionObjective
 from ddm.process import MaskingProcess
 from ddm.sampling import Sampler
 from ddm.schedules import get_schedule
 
-# The toy: 4 token ids, each with its own Gaussian for a 1-D vector; ids uniform and independent.
-MEANS = np.array([-2.0, -0.5, 1.0, 2.5])
-SPREADS = np.array([0.15, 0.4, 0.25, 0.6])
-
-
-class GaussianOracle(torch.nn.Module):
-    """Uniform logits, and the exact flow velocity for vectors x0 ~ N(mean, spread^2) (one Gaussian):
-    E[x0 | x_t] is affine in x_t, and v = (E[x0 | x_t] - x_t) / (1 - a)."""
-
-    supports_prefix_cache = False
-
-    def __init__(self, mean: float, spread: float, length: int = 16):
-        super().__init__()
-        self.config = ModelConfig(vocab_size=4, shape=[length], continuous_dim=1)
-        attach_sections(self, DiffusionConfig(schedule="linear"))
-        self.mean, self.var = mean, spread ** 2
-        self.schedule = get_schedule("linear")
-
-    def encode_prefix(self, cond):
-        return None
-
-    def forward(self, ids, t=None, cond=None, prefix=None, values=None):
-        a = self.schedule.alpha(t.double())[:, None, None].float()
-        x0 = self.mean + a * self.var / (a ** 2 * self.var + (1 - a) ** 2) * (values - a * self.mean)
-        return DenoiserOutput(torch.zeros(*ids.shape, 4), (x0 - values) / (1 - a).clamp_min(1e-6))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from joint_toy import MEANS, config, exact_spread, toy_rows, write_data  # noqa: E402  (the toy lives there)
 
 
 @pytest.mark.parametrize("noise", [0.0, 1.0])
 def test_the_sampler_step_converges_with_an_exact_denoiser(noise):
     """Deterministic (DDIM / the ODE) and posterior (eta = 1) steps: the mean is right at any budget,
-    the spread comes within 7% at 64 steps and closes in as the steps grow (first-order steps fall short
-    at few steps: 4 steps give about 0.6 of it, a figure the README states)."""
-    spreads = []
-    for steps in (8, 16, 64):
-        oracle = GaussianOracle(mean=1.5, spread=0.3, length=steps)
-        result = Sampler(steps=steps, continuous_noise=noise)(oracle, 128000 // steps,
-                                                              generator=torch.Generator().manual_seed(0))
-        x = result.continuous[..., 0]
-        assert result.continuous.shape == (128000 // steps, steps, 1)
-        assert abs(float(x.mean()) - 1.5) < 0.01
-        spreads.append(float(x.std()) / 0.3)
+    the spread closes in as the steps grow and comes within 7% at 64 (first-order steps fall short at
+    few steps; `benchmarks/joint_toy.py` prints how far)."""
+    measured = [exact_spread(steps, noise) for steps in (8, 16, 64)]
+    assert all(abs(mean - 1.5) < 0.01 for mean, _ in measured), measured
+    spreads = [ratio for _, ratio in measured]
     assert spreads[0] < spreads[1] < spreads[2] and abs(spreads[2] - 1) < 0.07, spreads
 
 
-def toy_rows(n: int, length: int, seed: int):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 4, (n, length))
-    values = rng.normal(MEANS[ids], SPREADS[ids])[..., None]
-    return ids, values
-
-
-def write_toy(path, n=2000, length=8, seed=0, values=None):
-    from datasets import Dataset
-
-    ids, vectors = toy_rows(n, length, seed)
-    rows = [v.tolist() for v in vectors] if values is None else values
-    Dataset.from_dict({"ids": ids.tolist(), "vec": rows}).to_parquet(str(path))
-
-
 def toy_config(tmp_path, data) -> str:
-    """As `benchmarks/joint_toy.py`'s independent-clock model, trained for 1000 steps."""
-    path = tmp_path / "joint.yaml"
-    path.write_text(f"task: {{name: tokens, path: {data}, values_column: vec}}\n"
-                    "model: {vocab_size: 4, shape: [8], d_model: 64, depth: 2, heads: 2, continuous_dim: 1,\n"
-                    "        learned_positions: true, time_conditioning: true}\n"
-                    "diffusion: {schedule: linear, continuous_time: independent}\n"
-                    "train: {steps: 1000, batch_size: 64, lr: 3.0e-3, warmup_steps: 50, log_every: 500,\n"
-                    "        checkpoint_every: 0, progress: false}\n"
-                    "sample: {steps: 8, num_samples: 1000, batch_size: 1000}\n"
-                    f"run_dir: {tmp_path / 'run'}\n")
-    return str(path)
+    """`benchmarks/joint_toy.py`'s independent-clock model, trained for 1000 steps."""
+    return str(config(tmp_path, data, 1000, "independent", samples=1000, progress=False))
 
 
 def test_a_joint_model_recovers_each_tokens_distribution_of_vectors(tmp_path, capsys):
     """Trained from a Parquet file with a vector per token, sampled in 8 calls: the sampled vectors of
     each id have that id's mean (within 0.3 per id and 0.15 on average; the means are 1.5 apart) and
     spread (within 30% on average)."""
-    write_toy(tmp_path / "toy.parquet")
+    write_data(tmp_path / "toy.parquet", 2000, seed=0)
     config = toy_config(tmp_path, tmp_path / "toy.parquet")
     assert main(["run", "--config", config]) == 0
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "independent" / "metrics.json").read_text())
     assert metrics["nfe"] == 8 and metrics["values_ids_compared"] == 4
     assert metrics["values_mean_gap"] < 0.15, metrics
     assert abs(metrics["values_spread_ratio"] - 1) < 0.3, metrics
@@ -107,7 +55,7 @@ def test_a_joint_model_recovers_each_tokens_distribution_of_vectors(tmp_path, ca
     # `ddm sample` writes the vectors back in the data's own column, one per token.
     from datasets import Dataset
 
-    assert main(["sample", "--model", str(tmp_path / "run" / "model"), "--out", str(tmp_path / "s.parquet")]) == 0
+    assert main(["sample", "--model", str(tmp_path / "independent" / "model"), "--out", str(tmp_path / "s.parquet")]) == 0
     written = Dataset.from_parquet(str(tmp_path / "s.parquet"))
     assert len(written) == 1000 and np.asarray(written[0]["vec"]).shape == (8, 1)
     ids, vec = np.asarray(written["ids"]), np.asarray(written["vec"])[..., 0]
@@ -115,7 +63,7 @@ def test_a_joint_model_recovers_each_tokens_distribution_of_vectors(tmp_path, ca
         assert abs(vec[ids == token].mean() - MEANS[token]) < 0.3, (token, vec[ids == token].mean())
 
     # The continuous branch of the objective is what trained the head: a joint model needs its vectors.
-    model = load_pretrained(tmp_path / "run" / "model")
+    model = load_pretrained(tmp_path / "independent" / "model")
     assert is_joint(model)
     with pytest.raises(ValueError, match="values: this model was trained on the joint process"):
         model(torch.zeros(2, 8, dtype=torch.long), t=torch.ones(2))
@@ -178,10 +126,10 @@ def test_nan_values_are_refused_naming_the_row(tmp_path):
         objective(model, {"ids": torch.zeros(3, 6, dtype=torch.long), "values": values}, torch.Generator())
 
     # In a data file: the row and the token are named before anything trains.
-    ids, vectors = toy_rows(5, 8, 0)
+    ids, vectors = toy_rows(5, seed=0)
     rows = [v.tolist() for v in vectors]
     rows[3][6][0] = float("inf")
-    write_toy(tmp_path / "bad.parquet", n=5, values=rows)
+    write_data(tmp_path / "bad.parquet", 5, seed=0, vectors=rows)
     config = toy_config(tmp_path, tmp_path / "bad.parquet")
     with pytest.raises(Exception, match="column 'vec', row 3, token 6: inf is not a finite number"):
         _train(config)
@@ -195,9 +143,9 @@ def _train(config):
 
 
 def test_vectors_of_the_wrong_width_in_a_data_file_are_refused(tmp_path):
-    ids, vectors = toy_rows(5, 8, 0)
+    ids, vectors = toy_rows(5, seed=0)
     rows = [np.concatenate([v, v], -1).tolist() for v in vectors]  # 2 numbers per token, the model takes 1
-    write_toy(tmp_path / "wide.parquet", n=5, values=rows)
+    write_data(tmp_path / "wide.parquet", 5, seed=0, vectors=rows)
     with pytest.raises(Exception, match=r"column 'vec', row 0: vectors of shape \(8, 2\), expected \(8, 1\)"):
         _train(toy_config(tmp_path, tmp_path / "wide.parquet"))
 

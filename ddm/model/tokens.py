@@ -125,8 +125,6 @@ def check_inputs(cfg: ModelConfig, ids: Tensor, t: Tensor | None, cond: Conditio
                          f"needs its noisy continuous state [{b}, {cfg.seq_len}, {cfg.continuous_dim}] at every call; "
                          "sample it with ddm.sampling (Sampler.from_pretrained), which carries that state")
     if values is not None:
-        if not torch.isfinite(values).all():
-            raise ValueError("values: NaN or infinite continuous values")
         if not cfg.continuous_dim:
             raise ValueError("values: the model has no continuous input (model.continuous_dim=0)")
         if values.shape != (b, cfg.seq_len, cfg.continuous_dim):

@@ -40,12 +40,14 @@ class ClassifierFreeGuidance:
 
     def combine(self, logits: Tensor) -> Tensor:
         """[2B, N, V] (conditional rows first) -> guided log-probabilities [B, N, V] (float32)."""
-        cond, uncond = logits.float().log_softmax(-1).chunk(2)
-        return uncond + (1.0 + self.scale) * (cond - uncond)
+        return self._extrapolate(logits.float().log_softmax(-1))
 
     def combine_continuous(self, continuous: Tensor) -> Tensor:
         """[2B, N, C] (conditional rows first) -> the same extrapolation of the continuous prediction [B, N, C]."""
-        cond, uncond = continuous.chunk(2)
+        return self._extrapolate(continuous)
+
+    def _extrapolate(self, rows: Tensor) -> Tensor:
+        cond, uncond = rows.chunk(2)
         return uncond + (1.0 + self.scale) * (cond - uncond)
 
     def __repr__(self) -> str:

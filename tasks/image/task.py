@@ -101,8 +101,7 @@ class ImageTask(DiffusionTask):
         self.grid = grid
         self.ids = {name: self._encode(x) for name, x in self.images.items()}
         if t.vectors == "latent":
-            latents = {name: torch.cat([self.tokenizer.latents(x[i:i + 500]) for i in range(0, len(x), 500)])
-                       for name, x in self.images.items()}
+            latents = {name: self._in_batches(self.tokenizer.latents, x) for name, x in self.images.items()}
             if latents["train"].shape[-1] != m.continuous_dim:
                 raise ConfigError(f"model.continuous_dim: {m.continuous_dim}, but the tokenizer's latents have "
                                   f"{latents['train'].shape[-1]} dimensions")
@@ -123,19 +122,20 @@ class ImageTask(DiffusionTask):
         return fit_or_load(self.config.task.tokenizer_config, directory, kind="image",
                            run_dir=self.run_dir / "tokenizer_training")
 
+    @staticmethod
     @torch.no_grad()
-    def _encode(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        return torch.cat([self.tokenizer.encode(x[i:i + batch_size]).flat() for i in range(0, len(x), batch_size)])
+    def _in_batches(fn, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
-    @torch.no_grad()
-    def decode(self, ids: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        return torch.cat([self.tokenizer.decode(ids[i:i + batch_size]) for i in range(0, len(ids), batch_size)])
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._in_batches(lambda b: self.tokenizer.encode(b).flat(), x)
 
-    @torch.no_grad()
-    def decode_vectors(self, vectors: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._in_batches(self.tokenizer.decode, ids)
+
+    def decode_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """Standardised latents [B, N, D] (a joint model's samples) -> pixels."""
-        z = vectors * self.latent_std + self.latent_mean
-        return torch.cat([self.tokenizer.decode_latents(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
+        return self._in_batches(self.tokenizer.decode_latents, vectors * self.latent_std + self.latent_mean)
 
     def images_of(self, result) -> torch.Tensor:
         """A sample's pixels: from its vectors when the model carries the tokenizer's latents, else its ids."""

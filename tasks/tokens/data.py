@@ -4,8 +4,9 @@ Formats, by the path: `.npy` (a 2-D integer array, ids only), `.parquet`, `.arro
 `.feather` (Arrow IPC file or stream), or a folder written by `datasets`' `save_to_disk`.
 Table formats hold one row per sequence: the ids as a list column, and optionally a class
 label (int), a condition prefix (a list of ids) and a vector per token (a list, as long as the
-row's ids, of lists of `model.continuous_dim` finite numbers: the joint model's continuous half). Rows shorter than the model's length
-need a pad id: the rows are padded with it at the end, and it may not appear inside a row.
+row's ids, of lists of `model.continuous_dim` finite numbers: the joint model's continuous
+half). Rows shorter than the model's length need a pad id: the rows are padded with it at the
+end, and it may not appear inside a row.
 """
 
 from __future__ import annotations
