@@ -152,6 +152,9 @@ class DiffusionConfig:
     # "regression" predicts the clean vectors from the ids alone (no vectors in).
     continuous_loss: Literal["flow", "regression"] = "flow"
     continuous_weight: float = bounded(1.0, 0.0)
+    # where a regression head is trained: every position, or only where the true token is shown (a head
+    # read once the ids are chosen, e.g. the value inside an action bin)
+    continuous_where: Literal["all", "visible"] = "all"
     continuous_schedule: str = ""  # the vectors' signal level a(t) ("": the tokens' `schedule`)
     # "coupled": the vectors are noised at the tokens' time t; "independent": at their own uniform time,
     # given to the model as t (needs model.time_conditioning), so the sampler can finish the ids one call

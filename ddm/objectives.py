@@ -140,6 +140,8 @@ class DiffusionObjective:
             target = velocity if velocity is not None else target_values
             err = (out.continuous - target.to(out.continuous)).pow(2).mean(-1)  # [B, N]
             real = torch.ones_like(err) if padding is None else (~padding).to(err)
+            if self.cfg.continuous_where == "visible":  # only where the true token is shown
+                real = real * (xt == x0).to(err)
             cont = (err * real).sum() / real.sum().clamp_min(1)  # pads are never a target
             metrics["continuous_loss"] = float(cont.detach())
             loss = loss + self.cfg.continuous_weight * cont

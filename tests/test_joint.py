@@ -99,6 +99,32 @@ def test_the_continuous_branch_of_the_objective():
     assert a_loss["continuous_loss"] == pytest.approx(b_loss["continuous_loss"], rel=1e-5)
 
 
+def test_a_regression_head_trained_where_the_true_token_is_shown():
+    """continuous_where=visible: positions that are masked (or shown a swapped token) are no target,
+    so garbage there changes nothing; with `all` it does."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=4, shape=[8], d_model=32, depth=1, heads=2, continuous_dim=1)
+    ids = torch.randint(0, 4, (6, 8), generator=torch.Generator().manual_seed(1))
+    values = torch.randn(6, 8, 1, generator=torch.Generator().manual_seed(2))
+    losses = {}
+    for where in ("visible", "all"):
+        diffusion = DiffusionConfig(continuous_loss="regression", continuous_where=where, visible_noise=0.3)
+        model = MaskedDiffusionTransformer(cfg, diffusion)
+        objective = DiffusionObjective(MaskingProcess.from_config(diffusion, cfg.mask_id), diffusion)
+        seen = []  # the noisy ids the model is given
+        hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        objective(model, {"ids": ids, "values": values}, torch.Generator().manual_seed(3))
+        hook.remove()
+        shown = seen[0] == ids  # visible and not swapped
+        assert shown.any() and (~shown).any()
+        garbage = torch.where(shown[..., None], values, 1e3)
+        a = objective(model, {"ids": ids, "values": values}, torch.Generator().manual_seed(3))[1]
+        b = objective(model, {"ids": ids, "values": garbage}, torch.Generator().manual_seed(3))[1]
+        losses[where] = (a["continuous_loss"], b["continuous_loss"])
+    assert losses["visible"][0] == pytest.approx(losses["visible"][1], rel=1e-6)
+    assert losses["all"][1] > 100 * losses["all"][0]
+
+
 # ---------------------------------------------------------------- bad input
 
 def joint_model():

@@ -33,6 +33,7 @@ class RecordingEncoder:
 
     def __init__(self, cfg: PolicyConfig):
         self.cameras, self.image_tokens, self.cfg, self.seen = list(cfg.cameras), cfg.image_tokens, cfg, []
+        self.stage = cfg.image_stage
 
     def __call__(self, obs):
         schema.check_observation(obs, self.cameras)

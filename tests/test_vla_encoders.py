@@ -29,6 +29,24 @@ def test_image_encoder_is_frozen_pretrained_and_pools_to_a_grid():
     assert ImageEncoder(pool=1)(x).shape == (2, 1, IMAGE_FEATURE_DIM)
 
 
+def test_the_stride16_stage_is_the_last_stride16_block_of_the_network():
+    head, fine = ImageEncoder(pool=2), ImageEncoder(pool=2, stage="stride16")
+    x = _images(1, size=128)
+    seen = []
+    hook = head.net._blocks[10].register_forward_hook(lambda m, i, out: seen.append(out))
+    try:
+        head(x)
+    finally:
+        hook.remove()
+    assert seen[0].shape[1:] == (112, 8, 8)  # 128 px / 16
+    expected = torch.nn.functional.adaptive_avg_pool2d(seen[0], 2).flatten(2).transpose(1, 2)
+    got = fine(x)
+    assert got.shape == (2, 4, 112) and fine.dim == 112
+    assert torch.allclose(got, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown image feature stage 'stride8'"):
+        ImageEncoder(stage="stride8")
+
+
 def test_image_encoder_names_bad_images():
     enc = ImageEncoder(pool=1)
     with pytest.raises(ValueError, match=r"observation.images.corner3: expected uint8"):

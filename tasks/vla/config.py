@@ -20,6 +20,7 @@ from pathlib import Path
 from ddm.config import ConfigError, DiffusionConfig, SampleConfig, bounded, positive, registered
 from ddm.experiment import Experiment
 
+from .encoders import IMAGE_STAGES
 from .env import ACTION_DIM, DEFAULT_MAX_STEPS, MT10_TASKS, STATE_DIM, check_task
 
 DECODERS = "tasks.vla.decoders:DECODERS"  # the registry of action decoders
@@ -74,7 +75,8 @@ class PolicyConfig:
     cameras: list[str] = field(default_factory=lambda: ["corner3", "gripperPOV"])
     image_size: int = bounded(84, 16)  # the pixels the policy was trained on (renders at this size)
     image_tokens: int = positive(4)  # feature tokens per camera (encoder.pool squared)
-    image_dim: int = positive(1280)
+    image_stage: str = "head"  # which EfficientNet feature map: head (stride 32) or stride16
+    image_dim: int = positive(1280)  # its channels: 1280 (head) or 112 (stride16); tests use small fakes
     text_dim: int = positive(384)
     state_dim: int = positive(STATE_DIM)
     action_dim: int = positive(ACTION_DIM)
@@ -94,6 +96,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if not self.cameras:
             raise ConfigError("policy.cameras: give at least one camera")
+        if self.image_stage not in IMAGE_STAGES:
+            raise ConfigError(f"policy.image_stage: unknown stage {self.image_stage!r}; known: {sorted(IMAGE_STAGES)}")
         if self.execute > self.chunk:
             raise ConfigError(f"policy.execute: {self.execute} actions cannot be executed from a chunk of "
                               f"{self.chunk} (policy.chunk)")
@@ -135,6 +139,10 @@ class VLAExperiment(Experiment):
         if self.policy.image_size != self.demos.size:
             raise ConfigError(f"policy.image_size: {self.policy.image_size} differs from demos.size="
                               f"{self.demos.size}; the policy sees the pixels the demos were recorded at")
+        stage = self.policy.image_stage
+        if self.policy.image_dim != IMAGE_STAGES[stage]:
+            raise ConfigError(f"policy.image_dim: {self.policy.image_dim}, but the {stage!r} image features "
+                              f"(policy.image_stage) have {IMAGE_STAGES[stage]} channels")
         if self.policy.image_tokens != self.encoder.pool ** 2:
             raise ConfigError(f"policy.image_tokens: {self.policy.image_tokens} != encoder.pool^2 = "
                               f"{self.encoder.pool ** 2}")

@@ -34,21 +34,21 @@ class ChunkDataset:
     """Map-style dataset for the trainer; `__getitems__` returns a ready batch (collate: identity).
 
     Holds per frame: image tokens (float16, widened per batch), the index of its
-    instruction, the state, the action chunk's token ids [chunk * A] and its normalised
-    values [chunk, A] (for the regression baseline).
+    instruction, the state, and the action chunk's targets (`VLAPolicy.targets`): token ids
+    [chunk * A], normalised values [chunk, A] (regression, joint) and bin residuals [chunk * A]
+    (hybrid).
     """
 
-    def __init__(self, features: dict, ids: Tensor, normalised: Tensor):
+    def __init__(self, features: dict, targets: dict[str, Tensor]):
         n = features["images"].shape[0]
-        for name, x in (("ids", ids), ("normalised", normalised), ("state", features["state"])):
+        for name, x in (*targets.items(), ("state", features["state"])):
             if x.shape[0] != n:
                 raise ValueError(f"ChunkDataset: {name} has {x.shape[0]} rows, the features have {n}")
         self.images = features["images"]
         self.text = features["text"].float()
         self.text_index = features["text_index"]
         self.state = features["state"].float()
-        self.ids = ids.long()
-        self.normalised = normalised.float()
+        self.targets = {k: v.long() if k == "ids" else v.float() for k, v in targets.items()}
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -56,7 +56,7 @@ class ChunkDataset:
     def __getitems__(self, indices: list[int]) -> dict[str, Tensor]:
         i = torch.as_tensor(indices, dtype=torch.long)
         return {"images": self.images[i].float(), "text": self.text[self.text_index[i]], "state": self.state[i],
-                "ids": self.ids[i], "normalised": self.normalised[i]}
+                **{k: v[i] for k, v in self.targets.items()}}
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}

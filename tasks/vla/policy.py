@@ -26,6 +26,7 @@ from ddm.hub import PretrainedModel
 from ddm.model import Condition, MaskedDiffusionTransformer
 from ddm.sampling import AllowedTokens
 from tokenizers_vq.actions import ActionBinConfig, ActionBinTokenizer
+from tokenizers_vq.stream import TokenStream
 
 from .config import PolicyConfig
 from .decoders import DECODERS
@@ -71,11 +72,9 @@ class VLAPolicy(PretrainedModel):
         self.register_buffer("state_std", torch.ones(c.state_dim))
         self.observation = ObservationProjector(c)
         self.action_decoder = DECODERS.get(c.decoder, "policy.decoder")()
-        # the transformer carries the policy's diffusion process and sampler, as every denoiser does; a
-        # continuous head here regresses the actions from an all-masked chunk (no noisy vectors in)
-        diffusion = dataclasses.replace(c.diffusion, continuous_loss="regression") if self.action_decoder.continuous \
-            else c.diffusion
-        self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), diffusion, c.sample)
+        # the transformer carries the policy's diffusion process and sampler, as every denoiser does
+        self.decoder = MaskedDiffusionTransformer(self.action_decoder.model_config(c), self.action_decoder.diffusion(c),
+                                                  c.sample)
         self.processors = [AllowedTokens(allowed_tokens(c))]
 
     def load_files(self, directory: Path) -> None:
@@ -97,11 +96,14 @@ class VLAPolicy(PretrainedModel):
         self.state_mean.copy_(states.mean(0).float())
         self.state_std.copy_(states.std(0).clamp_min(1e-3).float())
 
-    def targets(self, chunks: Tensor) -> tuple[Tensor, Tensor]:
-        """Action chunks -> (token ids [N, chunk*dims], normalised values [N, chunk, dims])."""
-        ids = self.tokenizer.encode(chunks).flat()
+    def targets(self, chunks: Tensor) -> dict[str, Tensor]:
+        """Action chunks -> token `ids` [N, chunk*dims], `normalised` values [N, chunk, dims] and each bin's
+        `residual` [N, chunk*dims] in bin widths (within +-0.5; 0 for gripper tokens)."""
+        stream = self.tokenizer.encode(chunks)
+        ids = stream.flat()
         normalised = self.tokenizer.stats.normalise(chunks.double()).clamp(-1, 1).float()
-        return ids, normalised
+        residual = torch.where(ids < self.config.num_bins, stream.values.flatten(1, -1).clamp(-0.5, 0.5), 0.0)
+        return {"ids": ids, "normalised": normalised, "residual": residual.float()}
 
     # ---------------------------------------------------------------- conditioning
 
@@ -134,10 +136,11 @@ class VLAPolicy(PretrainedModel):
         """Features of B observations -> (action chunks [B, chunk, dims] float32, decoder calls per chunk)."""
         self.check_features(features)
         generator = generator or torch.Generator().manual_seed(0)
-        ids, normalised, nfe = self.action_decoder.decode(self.config, self.decoder, self.condition(features),
+        ids, continuous, nfe = self.action_decoder.decode(self.config, self.decoder, self.condition(features),
                                                           generator, self.processors)
-        if ids is not None:
-            actions = self.tokenizer.decode(ids.view(-1, self.config.chunk, self.config.action_dim))
-        else:
-            actions = self.tokenizer.stats.denormalise(normalised.double()).float()
-        return actions, nfe
+        c = self.config
+        if ids is None:  # the continuous part is the normalised actions
+            return self.tokenizer.stats.denormalise(continuous.double()).float(), nfe
+        values = None if continuous is None else continuous[..., None]  # each bin's residual, in bin widths
+        return self.tokenizer.decode(TokenStream(ids.view(-1, c.chunk, c.action_dim), (c.chunk, c.action_dim),
+                                                 values)), nfe

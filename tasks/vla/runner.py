@@ -60,10 +60,11 @@ class PolicyRunner:
             check_action_dim(policy, action_dim)
         self.policy = policy.eval()
         c = policy.config
-        self.encoder = encoder or ObservationEncoder(c.cameras, pool=int(round(c.image_tokens ** 0.5)))
-        if self.encoder.cameras != list(c.cameras) or self.encoder.image_tokens != c.image_tokens:
-            raise ValueError(f"encoder: cameras {self.encoder.cameras} with {self.encoder.image_tokens} tokens "
-                             f"each, the policy was trained on {c.cameras} with {c.image_tokens}")
+        self.encoder = encoder or ObservationEncoder.for_policy(c)
+        enc = self.encoder
+        if enc.cameras != list(c.cameras) or enc.image_tokens != c.image_tokens or enc.stage != c.image_stage:
+            raise ValueError(f"encoder: cameras {enc.cameras} with {enc.image_tokens} {enc.stage!r} tokens "
+                             f"each, the policy was trained on {c.cameras} with {c.image_tokens} {c.image_stage!r}")
         self.execute = execute or c.execute
         if not 1 <= self.execute <= c.chunk:
             raise ValueError(f"execute: {self.execute} is not in [1, {c.chunk}] (the policy's chunk)")

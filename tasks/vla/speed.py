@@ -37,8 +37,8 @@ def measure(policy: VLAPolicy, batch_size: int, repeats: int = 10) -> dict:
     for d in cfg.gripper_dims:
         chunks[..., d] = (chunks[..., d] > 0).float()
     policy.fit_statistics(chunks, torch.randn(256, cfg.state_dim, generator=g))
-    ids, normalised = policy.targets(chunks[:batch_size].repeat(-(-batch_size // 256), 1, 1)[:batch_size])
-    batch = {**_features(cfg, batch_size, g), "ids": ids, "normalised": normalised}
+    targets = policy.targets(chunks[:batch_size].repeat(-(-batch_size // 256), 1, 1)[:batch_size])
+    batch = {**_features(cfg, batch_size, g), **targets}
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4)
     policy.train()
     times = []
@@ -61,7 +61,7 @@ def measure(policy: VLAPolicy, batch_size: int, repeats: int = 10) -> dict:
 
 
 def encoder_ms(cfg, repeats: int = 10) -> float:
-    enc = ObservationEncoder(cfg.cameras, pool=int(round(cfg.image_tokens ** 0.5)))
+    enc = ObservationEncoder.for_policy(cfg)
     rng = np.random.default_rng(0)
     obs = {schema.image_key(c): rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
            for c in cfg.cameras}

