@@ -70,6 +70,10 @@ class ActionDecoder:
             return dataclasses.replace(cfg.diffusion, continuous_loss="regression")
         return cfg.diffusion
 
+    def target(self, batch: dict, cond: Condition) -> dict:
+        """The objective's batch: the chunk's ids and the observation prefix (decoders may add values)."""
+        return {"ids": batch["ids"], "cond_embeddings": cond.embeddings}
+
     def loss(self, cfg: PolicyConfig, model, cond: Condition, batch: dict, generator: torch.Generator,
              processors: Sequence[LogitsProcessor]) -> tuple[Tensor, dict]:
         """The loss on a batch with `ids` [B, chunk*dims] and `normalised` [B, chunk, dims]."""
@@ -82,9 +86,6 @@ class ActionDecoder:
 
 @DECODERS.register("diffusion")
 class DiffusionDecoder(ActionDecoder):
-    def target(self, batch: dict, cond: Condition) -> dict:
-        return {"ids": batch["ids"], "cond_embeddings": cond.embeddings}
-
     def loss(self, cfg, model, cond, batch, generator, processors):
         process = MaskingProcess.from_config(model.diffusion, model.config.mask_id)
         return DiffusionObjective(process, model.diffusion, processors)(model, self.target(batch, cond), generator)
@@ -99,8 +100,7 @@ class AutoregressiveDecoder(ActionDecoder):
     causal = True
 
     def loss(self, cfg, model, cond, batch, generator, processors):
-        target = {"ids": batch["ids"], "cond_embeddings": cond.embeddings}
-        return AutoregressiveObjective(processors=processors)(model, target, generator)
+        return AutoregressiveObjective(processors=processors)(model, self.target(batch, cond), generator)
 
     def decode(self, cfg, model, cond, generator, processors):
         s = cfg.sample
