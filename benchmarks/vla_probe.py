@@ -59,10 +59,17 @@ def scenes(task: str, n: int, size: int) -> tuple[dict[str, np.ndarray], np.ndar
     return {c: np.stack(v) for c, v in frames.items()}, np.stack(targets)
 
 
-def features(frames: dict[str, np.ndarray], stage: str, cameras: list[str]) -> np.ndarray:
-    enc = ImageEncoder(pool=4, stage=stage)
-    parts = [torch.cat([enc(frames[c][i:i + 64]) for i in range(0, len(frames[c]), 64)]) for c in cameras]
-    return torch.cat(parts, dim=1).flatten(1).double().numpy()
+def encode(frames: dict[str, np.ndarray]) -> dict[tuple[str, str], torch.Tensor]:
+    """Each (stage, camera) the variants use, encoded once: [n, 16, channels]."""
+    out = {}
+    for stage, camera in sorted({(stage, c) for stage, cameras in VARIANTS for c in cameras}):
+        enc = ImageEncoder(pool=4, stage=stage)
+        out[stage, camera] = torch.cat([enc(frames[camera][i:i + 64]) for i in range(0, len(frames[camera]), 64)])
+    return out
+
+
+def features(encoded: dict[tuple[str, str], torch.Tensor], stage: str, cameras: list[str]) -> np.ndarray:
+    return torch.cat([encoded[stage, c] for c in cameras], dim=1).flatten(1).double().numpy()
 
 
 def ridge_error(x: np.ndarray, y: np.ndarray, train: int, repeats: int = 5) -> np.ndarray:
@@ -103,8 +110,9 @@ def main() -> None:
               f"(object x y z | goal x y z; '-' = fixed in this task)")
         spread = np.abs(y - y.mean(0)).mean(0)
         rows = [("spread (guess the mean)", spread)]
+        encoded = encode(frames)
         for stage, cameras in tqdm(VARIANTS, desc="probes", leave=False):
-            rows.append((f"{stage:8s} {'+'.join(cameras)}", ridge_error(features(frames, stage, cameras), y,
+            rows.append((f"{stage:8s} {'+'.join(cameras)}", ridge_error(features(encoded, stage, cameras), y,
                                                                        args.train)))
         for name, err in rows:
             cells = [f"{100 * e:4.1f}" if m else "   -" for e, m in zip(err, moving)]

@@ -257,7 +257,7 @@ def test_bad_configs_name_the_field():
     with pytest.raises(ConfigError, match=r"policy.image_dim: 1280, but the 'stride16' image features "
                                           r"\(policy.image_stage\) have 112 channels"):
         load_experiment("configs/vla/smoke.yaml", ["policy.image_stage=stride16"])
-    with pytest.raises(ConfigError, match="policy.image_stage: unknown stage 'stride8'"):
+    with pytest.raises(ConfigError, match="policy.image_stage: unknown image feature stage 'stride8'"):
         load_experiment("configs/vla/smoke.yaml", ["policy.image_stage=stride8"])
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from ddm.config import ConfigError, DiffusionConfig, SampleConfig, bounded, positive, registered
 from ddm.experiment import Experiment
 
-from .encoders import IMAGE_STAGES
+from .encoders import IMAGE_STAGES, check_stage
 from .env import ACTION_DIM, DEFAULT_MAX_STEPS, MT10_TASKS, STATE_DIM, check_task
 
 DECODERS = "tasks.vla.decoders:DECODERS"  # the registry of action decoders
@@ -96,8 +96,10 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if not self.cameras:
             raise ConfigError("policy.cameras: give at least one camera")
-        if self.image_stage not in IMAGE_STAGES:
-            raise ConfigError(f"policy.image_stage: unknown stage {self.image_stage!r}; known: {sorted(IMAGE_STAGES)}")
+        try:
+            check_stage(self.image_stage, "policy.image_stage")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.execute > self.chunk:
             raise ConfigError(f"policy.execute: {self.execute} actions cannot be executed from a chunk of "
                               f"{self.chunk} (policy.chunk)")
