@@ -109,12 +109,31 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def set_threads(threads: int | str | None) -> None:
+    """Torch's intra-op threads for this process (None: leave torch's default)."""
+    if threads is None:
+        return
+    try:
+        n = int(threads)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--threads / DDM_THREADS: {threads!r} is not a positive whole number")
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddm", description="Masked discrete diffusion: the same verbs for every experiment (see ddm.cli).",
         epilog="Overrides: any config field as section.field=value, e.g. model.depth=6 train.steps=200 "
                "sample.order=confidence. Values are read as YAML (numbers, true/false, [lists]).")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DDM_DEBUG=1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of this process (default: torch's, every core; or DDM_THREADS). "
+                             "Two jobs on one machine: give each its share, e.g. 1 and 1 on 2 cores; "
+                             "oversubscribed, they slow each other 3-6x")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def verb(name: str, fn, help_text: str, model: bool = False, config_required: bool = True,
@@ -171,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("DDM_DEBUG", "") not in ("", "0")
     try:
+        set_threads(args.threads if args.threads is not None else os.environ.get("DDM_THREADS") or None)
         code = args.fn(args)
         end_processes()
         return code

@@ -86,6 +86,28 @@ def test_demos_recorded_with_another_config_are_not_reused(tmp_path):
     report["config"]["episodes"] = 1  # other workers record the same demos: reused
     (demos / "demos_report.json").write_text(json.dumps(report))
     assert ensure_demos(exp, progress=False) == demos
+    # a report written before the DART fields existed holds plain demos: reused by a plain config,
+    # refused by a noisy one
+    del report["config"]["action_noise"], report["config"]["hold"]
+    (demos / "demos_report.json").write_text(json.dumps(report))
+    assert ensure_demos(exp, progress=False) == demos
+    noisy = load_experiment("configs/vla/smoke.yaml", [f"run_dir={tmp_path}", "demos.action_noise=0.2"])
+    with pytest.raises(ConfigError, match=r"demos.action_noise: 0.0 -> 0.2"):
+        ensure_demos(noisy, progress=False)
+
+
+def test_threads_are_set_for_the_process_and_bad_counts_are_named(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "check", "--config", SYNTH]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "0", "check", "--config", SYNTH]) == 2
+    err = capsys.readouterr().err
+    assert "--threads / DDM_THREADS: 0 is not a positive whole number" in err
 
 
 def test_a_kill_while_pruning_leaves_no_half_deleted_checkpoint(tmp_path, monkeypatch):

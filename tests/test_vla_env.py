@@ -159,6 +159,36 @@ def test_one_demo_episode_makes_a_lerobot_style_dataset(gl, tmp_path):
     assert saved["tasks"]["reach-v3"]["kept_seeds"] == [0]
 
 
+def test_the_env_plays_the_perturbed_action_and_the_episode_records_the_experts(gl):
+    from tasks.vla.env import make_expert
+    from tasks.vla.rollout import run_episode
+
+    expert = make_expert("reach-v3")
+    act = lambda obs, images: expert.get_action(obs)  # noqa: E731
+    # Played as zeros, the hand stays where it is, yet the expert's (non-zero) labels are kept.
+    still = run_episode("reach-v3", 0, act, ["corner3"], 16, 6, play=lambda a: 0.0 * a)
+    assert np.allclose(np.stack(still.states)[:, :3], still.states[0][:3], atol=2e-3)
+    assert np.abs(np.stack(still.actions)[:, :3]).max() > 0.5
+    # `hold` keeps recording after the first success; without it the episode stops there.
+    first = run_episode("reach-v3", 0, act, ["corner3"], 16, 150)
+    held = run_episode("reach-v3", 0, act, ["corner3"], 16, 150, hold=4)
+    assert first.success and held.success and first.successes[-1] and not any(first.successes[:-1])
+    assert held.steps == first.steps + 4 and held.successes[first.steps - 1]
+    assert np.array_equal(np.stack(held.actions[:first.steps]), np.stack(first.actions))
+
+
+def test_dart_demos_are_seeded_and_differ_from_the_plain_ones(gl):
+    from tasks.vla.demos import _expert_episode
+
+    plain, noisy, again = (_expert_episode(("reach-v3", 0, ["corner3"], 16, 150, noise, 0))
+                           for noise in (0.0, 0.3, 0.3))
+    assert plain.success and noisy.success
+    assert np.array_equal(np.stack(noisy.states), np.stack(again.states))  # the noise follows the seed
+    n = min(plain.steps, noisy.steps)
+    assert not np.allclose(np.stack(plain.states[:n]), np.stack(noisy.states[:n]))
+    assert np.abs(np.stack(noisy.actions)).max() <= 1.0
+
+
 def test_failed_episodes_are_dropped_and_counted(gl, tmp_path):
     from tasks.vla.config import DemoSection
     from tasks.vla.demos import collect

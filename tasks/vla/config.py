@@ -52,6 +52,11 @@ class DemoSection:
     max_steps: int = bounded(DEFAULT_MAX_STEPS, 1, DEFAULT_MAX_STEPS)
     seed: int = bounded(0, 0)
     workers: int = positive(1)
+    # DART (Laskey et al. 2017): the env plays the expert's hand motion plus Gaussian noise of
+    # this std (action units, gripper untouched) while the expert's own action is recorded, so
+    # the demos show how to come back from the small errors a policy makes.
+    action_noise: float = bounded(0.0, 0.0)
+    hold: int = bounded(0, 0)  # steps recorded after the first success, the expert still acting
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "demos.tasks")

@@ -2,8 +2,10 @@
 
 Each (task, episode) runs on its own seed, hence its own object and goal placement.
 An episode ends at the expert's first success (that frame is kept, with
-next.success true) or at `max_steps`; an episode that never succeeds is dropped and
-counted, so the data holds successful demonstrations only. Episodes run in
+next.success true), `hold` steps later, or at `max_steps`; an episode that never
+succeeds is dropped and counted, so the data holds successful demonstrations only.
+With `action_noise` the env plays a perturbed hand motion and the table keeps the
+expert's action (DART), seeded by the episode's seed. Episodes run in
 `workers` spawned processes (each with its own GL context); the results come back in
 job order, so a run is reproducible whatever the number of workers. Frames stream
 into an Arrow file as episodes finish (a large collection never sits in memory),
@@ -26,17 +28,24 @@ import numpy as np
 
 from . import schema
 from .config import DemoSection
-from .env import ACTION_DIM, STATE_DIM, instruction, make_expert
+from .env import ACTION_DIM, HAND_DIMS, STATE_DIM, instruction, make_expert
 from .rollout import Episode, run_episode
 from .workers import run_jobs
 
 
 def _expert_episode(job: tuple) -> Episode:
     """One expert episode with every frame recorded (a job of `run_jobs`)."""
-    task, seed, cameras, size, max_steps = job
+    task, seed, cameras, size, max_steps, noise, hold = job
     expert = make_expert(task)
+    rng = np.random.default_rng(seed)
+
+    def perturb(action: np.ndarray) -> np.ndarray:
+        out = action.copy()
+        out[:HAND_DIMS] += rng.normal(0.0, noise, HAND_DIMS)
+        return out
+
     ep = run_episode(task, seed, lambda obs, images: expert.get_action(obs), cameras, size, max_steps,
-                     record_every=1)
+                     record_every=1, play=perturb if noise > 0 else None, hold=hold)
     if not ep.success:  # dropped: send no frames back to the parent process
         ep.frames, ep.states, ep.actions = {}, [], []
     return ep
@@ -61,7 +70,7 @@ def collect(cfg: DemoSection, out: str | Path, progress: bool = True) -> dict:
 
     texts = {task: instruction(task) for task in cfg.tasks}
     features = schema.features(cfg.cameras, cfg.size, STATE_DIM, ACTION_DIM)
-    jobs = [(task, cfg.seed + e, list(cfg.cameras), cfg.size, cfg.max_steps)
+    jobs = [(task, cfg.seed + e, list(cfg.cameras), cfg.size, cfg.max_steps, cfg.action_noise, cfg.hold)
             for task in cfg.tasks for e in range(cfg.episodes)]
     per_task = {task: {"attempted": 0, "kept": 0, "dropped": 0, "frames": 0, "kept_seeds": [],
                        "dropped_seeds": []} for task in cfg.tasks}

@@ -49,6 +49,7 @@ INSTRUCTIONS: dict[str, str] = {
 # poses, the previous frame, the goal) is the privileged state the policy must not see.
 STATE_DIM = 4
 ACTION_DIM = 4  # hand dx, dy, dz (scaled to [-1, 1]) and gripper effort
+HAND_DIMS = 3  # the hand-motion part of an action (the rest: gripper)
 DEFAULT_MAX_STEPS = 500  # MetaWorld's own horizon
 
 

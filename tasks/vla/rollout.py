@@ -32,10 +32,16 @@ class Episode:
 
 
 def run_episode(task: str, seed: int, act: Actor, cameras: list[str], size: int, max_steps: int,
-                record_every: int = 0, record_last: bool = False, check_env: Callable | None = None) -> Episode:
+                record_every: int = 0, record_last: bool = False, check_env: Callable | None = None,
+                play: Callable[[np.ndarray], np.ndarray] | None = None, hold: int = 0) -> Episode:
     """Roll `act` out on the scene of `seed`. Frames of every `record_every`-th step are kept (0:
     none), and with `record_last` the scene after the final step too; `check_env(env)` may
-    refuse an env before the first step (e.g. an action size the actor cannot give)."""
+    refuse an env before the first step (e.g. an action size the actor cannot give).
+
+    `play(action)` is what the env receives in place of the recorded action (the demos' DART
+    noise: the expert's label is kept, a perturbed action is played). The episode ends at the
+    first success, or `hold` steps after it (the demos' "stay there" frames); `success` is
+    whether it was ever reached."""
     from .render import CameraRenderer
 
     # The experts warn on every step that their gains exceed the action range: the env
@@ -60,12 +66,14 @@ def run_episode(task: str, seed: int, act: Actor, cameras: list[str], size: int,
                 record(images)
             episode.states.append(robot_state(obs))
             action = np.clip(act(obs, images), -1.0, 1.0).astype(np.float32)
-            obs, _, terminated, truncated, info = env.step(action)
+            played = action if play is None else np.clip(play(action), -1.0, 1.0).astype(np.float32)
+            obs, _, terminated, truncated, info = env.step(played)
             episode.steps += 1
-            episode.success = bool(info["success"])
+            if info["success"] and not episode.success:
+                episode.success, last_step = True, episode.steps + hold
             episode.actions.append(action)
-            episode.successes.append(episode.success)
-            if episode.success or terminated or truncated:
+            episode.successes.append(bool(info["success"]))
+            if terminated or truncated or (episode.success and episode.steps >= last_step):
                 break
         if record_last:
             record(renderer.render(env.data))

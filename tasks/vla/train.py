@@ -20,7 +20,7 @@ import torch
 from ddm.config import ConfigError, changed_fields
 from ddm.training import Trainer
 
-from .config import VLAExperiment
+from .config import DemoSection, VLAExperiment
 from .data import ChunkDataset, action_chunks, identity_collate
 from .features import dataset_features
 from .policy import VLAPolicy
@@ -34,7 +34,8 @@ def ensure_demos(exp: VLAExperiment, progress: bool = True) -> Path:
     if not (exp.demos_dir / "dataset_info.json").is_file():
         print(format_report(collect(exp.demos, exp.demos_dir, progress=progress)))
     elif report.is_file():  # demos recorded for other tasks, cameras or episodes are never reused
-        recorded = json.loads(report.read_text())["config"]
+        # a field added after the demos were recorded counts as its default
+        recorded = {**dataclasses.asdict(DemoSection()), **json.loads(report.read_text())["config"]}
         differ = [f"{k}: {a!r} -> {b!r}" for k, a, b in changed_fields(recorded, exp.demos, "demos")
                   if k != "demos.workers"]
         if differ:
