@@ -126,7 +126,12 @@ def check_resume(experiment: Experiment, resumable: tuple[str, ...] = RESUMABLE)
         return []  # nothing trained there yet (a run that failed early): nothing to protect
     import yaml
 
-    changes = changed_fields(yaml.safe_load(record.read_text()) or {}, to_dict(experiment))
+    recorded = yaml.safe_load(record.read_text()) or {}
+    try:  # read as a config, so that a field added since the run was recorded counts as its default
+        recorded = to_dict(build_experiment(recorded))
+    except (ConfigError, RegistryError, ValueError):  # a field since removed or renamed: compare as written
+        pass
+    changes = changed_fields(recorded, to_dict(experiment))
     refused = [c for c in changes if not c[0].startswith(resumable)]
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)

@@ -45,6 +45,20 @@ def test_resuming_with_a_changed_experiment_is_refused_and_nothing_is_overwritte
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["model"]["d_model"] == 64
 
 
+def test_a_run_recorded_before_a_field_existed_resumes(tmp_path, capsys):
+    args = ["--config", SYNTH, f"run_dir={tmp_path}", *TINY]
+    assert main(["train", *args]) == 0
+    record = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del record["sample"]["continuous_noise"], record["diffusion"]["continuous_where"]  # as an older ddm wrote it
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(record))
+    assert main(["train", *args, "train.steps=9"]) == 0  # the missing fields are their defaults: same run
+    assert "trained 9 steps" in capsys.readouterr().out
+    # a missing field the new experiment sets to something else is still a change
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(record))
+    assert main(["train", *args, "train.steps=9", "diffusion.continuous_where=visible"]) == 2
+    assert "diffusion.continuous_where: 'all' -> 'visible'" in capsys.readouterr().err
+
+
 def test_force_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "precious.txt").write_text("mine")
     assert main(["train", "--config", SYNTH, f"run_dir={tmp_path}", *TINY, "--force"]) == 2
