@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks.vla  # noqa: E402,F401  (a headless MUJOCO_GL before mujoco loads)
-from tasks.vla import schema  # noqa: E402
-from tasks.vla.env import instruction, robot_state  # noqa: E402
+from tasks.vla.env import instruction  # noqa: E402
+from tasks.vla.evaluate import policy_observation  # noqa: E402
 from tasks.vla.rollout import run_episode  # noqa: E402
 from tasks.vla.runner import PolicyRunner  # noqa: E402
 
@@ -51,9 +51,7 @@ def main() -> None:
 
         def act(obs, images):
             observed.append(obs.copy())
-            observation = {schema.image_key(c): images[c] for c in cameras}
-            observation.update({schema.STATE: robot_state(obs), schema.TASK: text})
-            return runner.act(observation)
+            return runner.act(policy_observation(obs, images, cameras, text))
 
         runner.reset(seed)
         ep = run_episode(args.task, seed, act, cameras, runner.policy.config.image_size, args.max_steps)

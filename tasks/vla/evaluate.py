@@ -45,6 +45,13 @@ def sampler_overrides(e: EvalSection) -> dict:
     return {**({"steps": e.steps} if e.steps else {}), **({"learned": True} if e.learned else {})}
 
 
+def policy_observation(obs, images: dict, cameras: list[str], text: str) -> dict:
+    """The policy's input from a raw env observation and the rendered cameras (no privileged state)."""
+    observation = {schema.image_key(c): images[c] for c in cameras}
+    observation.update({schema.STATE: robot_state(obs), schema.TASK: text})
+    return observation
+
+
 def _run_job(job: tuple) -> dict:
     """One closed-loop episode of the worker's policy (frames side by side every `record_every` steps)."""
     task, seed, max_steps, record_every = job
@@ -52,9 +59,7 @@ def _run_job(job: tuple) -> dict:
     cameras = list(runner.policy.config.cameras)
 
     def act(obs, images):
-        observation = {schema.image_key(c): images[c] for c in cameras}
-        observation.update({schema.STATE: robot_state(obs), schema.TASK: text})
-        return runner.act(observation)
+        return runner.act(policy_observation(obs, images, cameras, text))
 
     before = (runner.stats.chunks, runner.stats.nfe, runner.stats.encode_seconds + runner.stats.decode_seconds)
     runner.reset(seed)
