@@ -64,14 +64,19 @@ def _unwrap(model):
 def sample_autoregressive(model: Denoiser, num_samples: int | None = None, *, cond: Condition | None = None,
                           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                           guidance_scale: float = 0.0, generator: torch.Generator | None = None,
-                          processors: Sequence[LogitsProcessor] = ()) -> SampleResult:
-    """Raster-order sampling with a key/value cache; NFE = tokens (x2 with guidance)."""
+                          processors: Sequence[LogitsProcessor] = (), prompt: Tensor | None = None) -> SampleResult:
+    """Raster-order sampling with a key/value cache; NFE = tokens (x2 with guidance). `prompt` [B, P]:
+    the first P target tokens, given (read, not drawn: they cost calls but are not sampled)."""
     if not model.config.causal:
         raise ValueError("sample_autoregressive: the model is not causal (model.causal=false)")
     n = model.config.seq_len
     batch = num_samples if num_samples is not None else (cond.batch_size if cond is not None else None)
+    if batch is None and prompt is not None:
+        batch = prompt.shape[0]
     if batch is None:
         raise ValueError("sample_autoregressive: pass num_samples or a condition")
+    if prompt is not None and (prompt.dim() != 2 or prompt.shape[0] != batch or prompt.shape[1] > n):
+        raise ValueError(f"prompt: expected [batch={batch}, P <= {n}] token ids, got {tuple(prompt.shape)}")
     if cond is not None and not cond.is_empty() and cond.batch_size != batch:
         cond = cond.repeat(batch)
     guidance = None
@@ -93,7 +98,10 @@ def sample_autoregressive(model: Denoiser, num_samples: int | None = None, *, co
             logits = guidance.combine(logits[:, None])[:, 0]
         logits = apply_processors(processors, logits[:, None], ids, torch.tensor([i], device=device))[:, 0]
         probs = filter_logits(logits, temperature, top_k, top_p).exp()
-        ids[:, i] = draw_tokens(probs, generator, greedy=temperature == 0)
+        if prompt is not None and i < prompt.shape[1]:
+            ids[:, i] = prompt[:, i].to(device)
+        else:
+            ids[:, i] = draw_tokens(probs, generator, greedy=temperature == 0)
         confidence[:, i] = probs.gather(1, ids[:, i:i + 1])[:, 0]
         token = ids[:, i:i + 1].repeat(2, 1) if guidance is not None else ids[:, i:i + 1]
     nfe = n * (2 if guidance else 1)

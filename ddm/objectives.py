@@ -11,9 +11,11 @@
 
 A batch is a mapping with `ids` [B, N] and optionally `cond_ids` [B, P] (+ `cond_mask`),
 `classes` [B], `cond_embeddings` [B, M, E], `importance` [B, N] in [0, 1] (priority
-masking), `values` [B, N, C] (continuous targets) and `padding` [B, N] bool: positions
+masking), `values` [B, N, C] (continuous targets), `padding` [B, N] bool: positions
 that hold a pad id, which stay visible and are never a target (so the ELBO is per real
-token). Logits processors (`ddm.sampling.constraints`) given to the objective constrain the
+token), and `context` [B, N] bool: tokens given as context (what a sampler will be given
+as fixed tokens: the first frames of a video to continue), visible and never a target. Logits
+processors (`ddm.sampling.constraints`) given to the objective constrain the
 predictions in training as the sampler does.
 """
 
@@ -54,12 +56,17 @@ def masked_cross_entropy(logits: Tensor, x0: Tensor, masked: Tensor, weight: Ten
 
 def corrupt_batch(process: MaskingProcess, batch: Mapping[str, Tensor], t: Tensor,
                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """x_t ~ q(x_t | x_0) for the batch's `ids`; pad positions stay visible: (x_t, masked)."""
-    x0, padding = batch["ids"], batch.get("padding")
+    """x_t ~ q(x_t | x_0) for the batch's `ids`; pad and context positions stay visible: (x_t, masked)."""
+    x0 = batch["ids"]
     xt, masked = process.corrupt(x0, t, generator, batch.get("importance"))
-    if padding is not None:
-        masked = masked & ~padding
-        xt = torch.where(padding, x0, xt)
+    for key in ("padding", "context"):
+        shown = batch.get(key)
+        if shown is not None:
+            if shown.shape != x0.shape or shown.dtype != torch.bool:
+                raise ValueError(f"{key}: expected a bool mask of the ids' shape {tuple(x0.shape)}, got "
+                                 f"{shown.dtype} {tuple(shown.shape)}")
+            masked = masked & ~shown
+            xt = torch.where(shown, x0, xt)
     return xt, masked
 
 
@@ -98,7 +105,10 @@ class DiffusionObjective:
         t = self.process.sample_times(b, generator, x0.device)
         importance, padding = batch.get("importance"), batch.get("padding")
         xt, masked = corrupt_batch(self.process, batch, t, generator)
-        kept = masked if padding is None else masked | padding  # what visible-token noise leaves alone
+        kept = masked  # what visible-token noise leaves alone: targets, pads and the given context
+        for key in ("padding", "context"):
+            if batch.get(key) is not None:
+                kept = kept | batch[key]
         if self.cfg.visible_noise > 0:
             # the mask id equals the vocabulary size
             xt = swap_visible(xt, kept, self.cfg.visible_noise, self.process.mask_id, generator)

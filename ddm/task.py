@@ -14,6 +14,7 @@ data hooks; everything else has a default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -231,6 +232,48 @@ class DiffusionTask(Task):
         loss = "nothing left to train" if result.loss is None else f"final loss {result.loss:.4f}"
         print(f"trained {result.step} steps, {loss}; model saved to {self.run_dir / MODEL_DIR}")
         return result
+
+    def baseline_model(self):
+        """The autoregressive baseline: the same model config but causal, the same data and training;
+        trained once into run_dir/baseline (an interrupted one resumes, and is never saved as finished)."""
+        from .autoregressive import AutoregressiveObjective
+        from .hub import load_pretrained
+        from .model import build_denoiser
+        from .training import Trainer
+
+        directory = self.run_dir / "baseline" / "model"
+        cfg = dataclasses.replace(self.config.model, causal=True)
+        if (directory / "config.json").is_file():
+            return load_pretrained(directory, expected_config=cfg).eval()
+        torch.manual_seed(self.config.train.seed)
+        model = build_denoiser(cfg, self.config.diffusion, self.config.sample)  # its cond_dropout: guidance
+        print(f"training the autoregressive baseline ({model.num_parameters / 1e6:.2f}M parameters, "
+              f"{self.config.train.steps} steps)")
+        trainer = Trainer(model, AutoregressiveObjective(self.config.diffusion.cond_dropout), self.train_dataset(),
+                          self.config.train, self.run_dir / "baseline", tokens_per_example=model.config.seq_len)
+        trainer.train_to_end(save_to=directory)
+        return model.eval()
+
+    def baseline_sample(self, baseline, count: int, cond=None, prompt: torch.Tensor | None = None,
+                        seed: int = 0) -> tuple[torch.Tensor, int]:
+        """`count` samples of the autoregressive baseline under the config's sampler settings, in
+        batches of sample.batch_size: (ids [count, N], NFE per sample). `cond` (a `Condition`) and
+        `prompt` (given first tokens) hold one row per sample."""
+        from .autoregressive import sample_autoregressive
+
+        s = self.config.sample
+        baseline.eval()
+        generator = torch.Generator().manual_seed(seed)
+        parts, nfe = [], 0
+        for start in range(0, count, s.batch_size):
+            rows = torch.arange(start, min(start + s.batch_size, count))
+            result = sample_autoregressive(baseline, len(rows), cond=None if cond is None else cond.select(rows),
+                                           temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+                                           guidance_scale=s.guidance_scale, generator=generator,
+                                           prompt=None if prompt is None else prompt[rows])
+            parts.append(result.ids)
+            nfe = result.nfe
+        return torch.cat(parts), nfe
 
     # ------------------------------------------------------------------ sampling
     def sample_config(self, **overrides: Any) -> SampleConfig:

@@ -75,3 +75,16 @@ def test_objective_learns_a_deterministic_chain_and_sampling_reproduces_it(tmp_p
     assert follows > 0.97
     assert len(set(r1.ids[:, 0].tolist())) >= 6  # the first token stays diverse
     assert torch.equal(shift_right(r1.ids, 8)[:, 1:], r1.ids[:, :-1])
+
+
+def test_a_prompt_is_kept_and_the_rest_is_drawn_given_it():
+    model = causal_model()
+    prompt = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    a = sample_autoregressive(model, prompt=prompt, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.ids[:, :3], prompt) and a.ids.shape == (2, 10) and a.nfe == 10
+    # the continuation depends on the prompt: greedy decoding after two different prompts differs
+    other = sample_autoregressive(model, prompt=torch.tensor([[7, 7, 7], [0, 0, 0]]), temperature=0.0)
+    same = sample_autoregressive(model, prompt=prompt, temperature=0.0)
+    assert not torch.equal(other.ids[:, 3:], same.ids[:, 3:])
+    with pytest.raises(ValueError, match=r"prompt: expected \[batch=2, P <= 10\]"):
+        sample_autoregressive(model, 2, prompt=torch.zeros(2, 11, dtype=torch.long))

@@ -97,6 +97,22 @@ def fit_or_load(config: str | Path, directory: str | Path, kind: str | None = No
     return tok
 
 
+def tokenizer_for_task(config: str | Path, path: str | Path | None, run_dir: str | Path, kind: str) -> Tokenizer:
+    """A task's tokenizer: the user's own folder `path` (used as it is, but it must be of `kind`),
+    or else the one the tokenizer experiment `config` describes, fitted into <run_dir>/tokenizer
+    the first time (`fit_or_load`)."""
+    run_dir = Path(run_dir)
+    if path:
+        directory = Path(path)
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
+        tok = load_tokenizer(directory).eval()
+        if type(tok) is not TOKENIZERS.get(kind):
+            raise ConfigError(f"task.tokenizer_path: {directory} holds a {type(tok).__name__}, not a {kind} tokenizer")
+        return tok
+    return fit_or_load(config, run_dir / "tokenizer", kind=kind, run_dir=run_dir / "tokenizer_training")
+
+
 @register_task("tokenizer")
 class TokenizerTask(Task):
     Config = TokenizerTaskConfig

@@ -12,7 +12,6 @@ floor, diversity, wall time per image, inpainting accuracy, and writes the pictu
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Literal
 import torch
 from datasets import Dataset
 
-from ddm.autoregressive import AutoregressiveObjective, sample_autoregressive
 from ddm.classify import class_log_likelihoods
 from ddm.config import ConfigError, bounded, positive
 from ddm.model import Condition
@@ -29,7 +27,7 @@ from ddm.process import MaskingProcess
 from ddm.sampling import Sampler, sample_many
 from ddm.schedules import get_schedule
 from ddm.task import DiffusionTask, register_task
-from tokenizers_vq import fit_or_load, load_tokenizer
+from tokenizers_vq import tokenizer_for_task
 from tokenizers_vq.data.images import image_splits
 
 from . import pictures
@@ -114,13 +112,8 @@ class ImageTask(DiffusionTask):
         return Path(t.tokenizer_path) if t.tokenizer_path else self.run_dir / "tokenizer"
 
     def _tokenizer(self):
-        directory = self._tokenizer_dir()
-        if self.config.task.tokenizer_path:  # a tokenizer of the user's: used as it is
-            if not (directory / "config.json").is_file():
-                raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
-            return load_tokenizer(directory).eval()
-        return fit_or_load(self.config.task.tokenizer_config, directory, kind="image",
-                           run_dir=self.run_dir / "tokenizer_training")
+        t = self.config.task
+        return tokenizer_for_task(t.tokenizer_config, t.tokenizer_path, self.run_dir, "image")
 
     @staticmethod
     @torch.no_grad()
@@ -177,18 +170,9 @@ class ImageTask(DiffusionTask):
         return images, result, time.perf_counter() - start
 
     def baseline_images(self, baseline, classes: torch.Tensor, seed: int = 0):
-        s = self.config.sample
-        baseline.eval()
+        """The autoregressive baseline's images for `classes`: (images, NFE, seconds)."""
         start = time.perf_counter()
-        parts, nfe = [], 0
-        g = torch.Generator().manual_seed(seed)
-        for i in range(0, len(classes), s.batch_size):
-            r = sample_autoregressive(baseline, cond=Condition(classes=classes[i:i + s.batch_size]),
-                                      temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
-                                      guidance_scale=s.guidance_scale, generator=g)
-            parts.append(r.ids)
-            nfe = r.nfe
-        ids = torch.cat(parts)
+        ids, nfe = self.baseline_sample(baseline, len(classes), cond=Condition(classes=classes), seed=seed)
         return self.decode(ids), nfe, time.perf_counter() - start
 
     def inpaint(self, model, images: torch.Tensor, seed: int = 0
@@ -225,25 +209,6 @@ class ImageTask(DiffusionTask):
         return torch.where(hidden, filled, images), hidden, seconds, classes
 
     # ------------------------------------------------------------------ evaluation
-    def baseline_model(self):
-        """The autoregressive baseline: same config but causal, same training; trained once into run_dir."""
-        from ddm.hub import load_pretrained
-        from ddm.model import build_denoiser
-        from ddm.training import Trainer
-
-        directory = self.run_dir / "baseline" / "model"
-        cfg = dataclasses.replace(self.config.model, causal=True)
-        if (directory / "config.json").is_file():
-            return load_pretrained(directory, expected_config=cfg).eval()
-        torch.manual_seed(self.config.train.seed)
-        model = build_denoiser(cfg, self.config.diffusion, self.config.sample)  # its cond_dropout: guidance
-        print(f"training the autoregressive baseline ({model.num_parameters / 1e6:.2f}M parameters, "
-              f"{self.config.train.steps} steps)")
-        trainer = Trainer(model, AutoregressiveObjective(self.config.diffusion.cond_dropout), self.train_dataset(),
-                          self.config.train, self.run_dir / "baseline", tokens_per_example=model.config.seq_len)
-        trainer.train_to_end(save_to=directory)  # an interrupted baseline is never saved as finished
-        return model
-
     def judge(self):
         """The judge classifier (trained once into run_dir/classifier) and its features of the
         training split, the Fréchet proxy's reference."""
