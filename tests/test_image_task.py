@@ -124,3 +124,17 @@ def test_the_joint_image_task_refuses_a_head_that_does_not_fit_the_latents(tiny_
         tiny_image_task("task.vectors=latent")
     with pytest.raises(ConfigError, match="model.continuous_dim: 3, but the tokenizer's latents have 4 dimensions"):
         tiny_image_task(*JOINT, "model.continuous_dim=3")
+
+
+def test_a_tokenizer_folder_of_another_kind_is_refused(tmp_path):
+    from ddm.config import ConfigError
+    from tokenizers_vq import tokenizer_for_task
+    from tokenizers_vq.quantizers import QuantizerConfig
+    from tokenizers_vq.video import VideoTokenizer, VideoTokenizerConfig
+
+    VideoTokenizer(VideoTokenizerConfig(frames=4, image_size=16, width=8, latent_dim=4, quantizer=QuantizerConfig(
+        codebook_size=16, kmeans_init=False))).save_pretrained(tmp_path / "video_tok")
+    with pytest.raises(ConfigError, match="holds a VideoTokenizer; this task needs a 'image' tokenizer"):
+        tokenizer_for_task("configs/tokenizers/mnist.yaml", tmp_path / "video_tok", tmp_path / "run", "image")
+    with pytest.raises(FileNotFoundError, match="task.tokenizer_path: no tokenizer at"):
+        tokenizer_for_task("configs/tokenizers/mnist.yaml", tmp_path / "nothing", tmp_path / "run", "image")

@@ -100,3 +100,23 @@ def test_pictures(trained, tmp_path):
     (path,) = trained.save_pictures(small_splits()["heldout"], tmp_path)
     with Image.open(path) as image:
         assert image.size[0] > 4 * 32 and image.size[1] > 4 * 32
+
+
+def test_smaller_digits_are_the_same_digits_area_averaged_on_a_smaller_canvas():
+    from tokenizers_vq.data.moving_mnist import digit_sprites
+
+    small = moving_mnist_splits(num_train=2, num_heldout=3, size=32, num_digits=1, digit_size=14)["heldout"][:]
+    assert small["x"].shape == (3, 1, 16, 32, 32)
+    sprites = digit_sprites(14)
+    assert sprites.shape[1:] == (14, 14) and np.allclose(sprites[0], load_images("mnist")[0][0]
+                                                          .reshape(14, 2, 14, 2).mean((1, 3)) / 255.0, atol=1e-6)
+    first = small["x"][0, 0, 0].numpy()
+    ink = np.argwhere(first > 0)  # the whole digit fits in a 14x14 window
+    assert (ink.max(0) - ink.min(0)).max() < 14
+    _, heldout_pool = split_indices(load_images("mnist")[1], 0.1, 0)
+    _, corners = plan_videos(heldout_pool, 50, seed=1, size=32, num_digits=1, digit_size=14)
+    assert corners.max() <= 32 - 14 and np.abs(np.diff(corners, axis=2)).max() <= 3  # speeds halve with size
+    with pytest.raises(ValueError, match="digit_size: expected 1 .. 28"):
+        plan_videos(heldout_pool, 2, seed=1, digit_size=30)
+    with pytest.raises(ValueError, match="size: the canvas must hold a 14x14 digit"):
+        plan_videos(heldout_pool, 2, seed=1, size=12, digit_size=14)

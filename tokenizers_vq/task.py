@@ -108,7 +108,8 @@ def tokenizer_for_task(config: str | Path, path: str | Path | None, run_dir: str
             raise FileNotFoundError(f"task.tokenizer_path: no tokenizer at {directory}")
         tok = load_tokenizer(directory).eval()
         if type(tok) is not TOKENIZERS.get(kind):
-            raise ConfigError(f"task.tokenizer_path: {directory} holds a {type(tok).__name__}, not a {kind} tokenizer")
+            raise ConfigError(f"task.tokenizer_path: {directory} holds a {type(tok).__name__}; this task needs a "
+                              f"{kind!r} tokenizer")
         return tok
     return fit_or_load(config, run_dir / "tokenizer", kind=kind, run_dir=run_dir / "tokenizer_training")
 

@@ -58,8 +58,13 @@ class MovingMNISTConfig:
     seed: int = 0  # seed of the trajectories
     digit_seed: int = 0  # seed of the MNIST train / held-out digit split
     frames: int = positive(16)
-    size: int = bounded(64, 28)
+    size: int = bounded(64, 1)  # the canvas, at least digit_size
     num_digits: int = positive(2)
+    digit_size: int = bounded(28, 1, 28)  # pixels; < 28 shrinks the digits (and their speed) by area averaging
+
+    def __post_init__(self) -> None:
+        if self.size < self.digit_size:
+            raise ConfigError(f"data.size: a {self.size}-pixel canvas cannot hold a {self.digit_size}-pixel digit")
 
 
 class FoldTime(nn.Module):
@@ -132,7 +137,8 @@ class VideoTokenizer(ConvTokenizer):
     @classmethod
     def build_data(cls, data_config: MovingMNISTConfig) -> dict:
         d = data_config
-        return moving_mnist_splits(d.num_train, d.num_heldout, d.seed, d.frames, d.size, d.num_digits, d.digit_seed)
+        return moving_mnist_splits(d.num_train, d.num_heldout, d.seed, d.frames, d.size, d.num_digits, d.digit_seed,
+                                   digit_size=d.digit_size)
 
     def save_pictures(self, heldout, out_dir: Path, count: int = 2) -> list[Path]:
         """frames.png: for each of `count` held-out videos, its frames over their reconstructions."""

@@ -1,0 +1,7 @@
+"""Video end to end: one masked-diffusion model over Moving-MNIST tokens for generation,
+prediction, interpolation and completion.
+
+`task.py` is the task registered as `video` (data, tokenizer, model, evaluation), `uses.py`
+the four uses as given-token masks, `metrics.py` PSNR / SSIM, the baselines and the digit
+crops the judge reads, `pictures.py` the strips and GIFs.
+"""

@@ -1,0 +1,173 @@
+"""The video task: its four uses as masks, its metrics on known inputs, the training context,
+and one tiny model trained and evaluated end to end."""
+
+import pytest
+import torch
+
+from tasks.video import metrics
+from tasks.video.uses import draw_training_context, given_pixels, given_tokens
+
+GRID = (4, 8, 8)
+
+
+def test_each_use_gives_what_it_says():
+    assert not given_tokens("generation", GRID, 1, 4).any()
+    pred = given_tokens("prediction", GRID, 1, 4).reshape(GRID)
+    assert pred[0].all() and not pred[1:].any()
+    interp = given_tokens("interpolation", GRID, 1, 4).reshape(GRID)
+    assert interp[0].all() and interp[-1].all() and not interp[1:-1].any()
+    comp = given_tokens("completion", GRID, 1, 4).reshape(GRID)
+    assert int((~comp).sum()) == 4 * 16 and not comp[:, 2:6, 2:6].any() and comp[:, :2].all()
+    moved = given_tokens("completion", GRID, 1, 2, corner=(0, 6)).reshape(GRID)
+    assert not moved[:, 0:2, 6:8].any() and int((~moved).sum()) == 16
+    # token masks become pixel masks of the frames and pixels the tokens cover
+    pixels = given_pixels(given_tokens("prediction", GRID, 1, 4), GRID, frames_per_step=4, pixels_per_token=4)
+    assert pixels.shape == (1, 16, 32, 32) and pixels[:, :4].all() and not pixels[:, 4:].any()
+
+
+@pytest.mark.parametrize("use, context, hole, match", [
+    ("prediction", 0, 4, "0 gives no context"),
+    ("prediction", 4, 4, "leaves nothing to predict"),
+    ("interpolation", 2, 4, "something left between"),
+    ("completion", 1, 0, "0 hides nothing"),
+    ("completion", 1, 8, "leaves no context"),
+    ("sketching", 1, 4, "unknown use 'sketching'; known: generation, prediction"),
+])
+def test_a_mask_that_hides_nothing_or_everything_is_refused(use, context, hole, match):
+    with pytest.raises(ValueError, match=match):
+        given_tokens(use, GRID, context, hole)
+
+
+def test_training_contexts_cover_the_uses_and_follow_the_seed():
+    uses = ["generation", "prediction", "interpolation", "completion"]
+    draw = draw_training_context(uses, GRID, 1, 4, 64, torch.Generator().manual_seed(0))
+    again = draw_training_context(uses, GRID, 1, 4, 64, torch.Generator().manual_seed(0))
+    assert torch.equal(draw, again)
+    counts = draw.sum(1)
+    assert set(counts.tolist()) == {0, 64, 128, 192}  # nothing, one step, two steps, all but a 4x4 hole
+    holes = draw[counts == 192].reshape(-1, *GRID)
+    assert len({tuple((~h[0]).nonzero()[0].tolist()) for h in holes}) > 1  # the hole moves in training
+
+
+def test_context_tokens_stay_visible_and_are_never_a_target():
+    from ddm.config import DiffusionConfig
+    from ddm.objectives import DiffusionObjective, corrupt_batch
+    from ddm.process import MaskingProcess
+    from ddm.schedules import get_schedule
+
+    process = MaskingProcess(get_schedule("linear"), mask_id=16)
+    ids = torch.randint(0, 16, (8, 32), generator=torch.Generator().manual_seed(0))
+    context = torch.zeros(8, 32, dtype=torch.bool)
+    context[:, :10] = True
+    t = torch.full((8,), 0.999)
+    xt, masked = corrupt_batch(process, {"ids": ids, "context": context}, t, torch.Generator().manual_seed(1))
+    assert torch.equal(xt[:, :10], ids[:, :10]) and not masked[:, :10].any() and masked[:, 10:].float().mean() > 0.9
+    with pytest.raises(ValueError, match="context: expected a bool mask"):
+        corrupt_batch(process, {"ids": ids, "context": context[:, :5]}, t, torch.Generator().manual_seed(1))
+
+    class Recorder(torch.nn.Module):  # a "model" whose logits reward exactly the true ids
+        def forward(self, xt, t=None, cond=None, values=None):
+            from types import SimpleNamespace
+            self.seen = xt
+            logits = torch.full((*xt.shape, 16), -30.0)
+            logits.scatter_(-1, ids[..., None], 30.0)
+            logits[:, :10] = 0.0  # the context positions predict nothing: a target there would cost log 16
+            return SimpleNamespace(logits=logits, continuous=None)
+
+    objective = DiffusionObjective(process, DiffusionConfig(schedule="linear", weighting="flat"))
+    loss, _ = objective(Recorder(), {"ids": ids, "context": context}, torch.Generator().manual_seed(2))
+    assert float(loss) < 1e-6
+
+
+def test_psnr_ssim_and_the_baselines_on_known_videos():
+    g = torch.Generator().manual_seed(0)
+    video = torch.rand(2, 1, 6, 16, 16, generator=g)
+    assert torch.allclose(metrics.psnr(video, video), torch.full((2,), 100.0))
+    assert torch.allclose(metrics.ssim(video, video), torch.ones(2), atol=1e-5)
+    noisy = (video + 0.1 * torch.randn(video.shape, generator=g)).clamp(0, 1)
+    assert (metrics.ssim(noisy, video) < 0.99).all()
+    half = video.clone()
+    half[:, :, 3:] = 0.5 * video[:, :, 3:]  # an error in the last three frames only
+    where = torch.zeros(1, 1, 6, 1, 1, dtype=torch.bool)
+    where[:, :, :3] = True
+    assert torch.allclose(metrics.psnr(half, video, where), torch.full((2,), 100.0))  # scored where it is right
+    # a still video: copying the last given frame is exact; a video of copies scores the copy baseline
+    still = video[:, :, :1].expand(-1, -1, 6, -1, -1).clone()
+    assert torch.equal(metrics.copy_last_frame(still, 2), still)
+    copied = metrics.copy_last_frame(video, 2)
+    assert torch.equal(metrics.psnr(copied, video), metrics.psnr(metrics.copy_last_frame(video, 2), video))
+    assert torch.equal(copied[:, :, 2:], video[:, :, 1:2].expand(-1, -1, 4, -1, -1))
+    # a linear cross-fade between the given ends is what the blend rebuilds exactly
+    a, b = video[:, :, 0], video[:, :, 1]
+    fade = torch.stack([a, a] + [a + (b - a) * (i / 3) for i in (1, 2)] + [b, b], 2)
+    assert torch.allclose(metrics.linear_blend(fade, 2), fade, atol=1e-6)
+    with pytest.raises(ValueError, match=r"grey videos \[B, 1, T, H, W\]"):
+        metrics.psnr(video[:, 0], video[:, 0])
+
+
+def test_digit_crops_find_the_digit_and_identity_counts_changes():
+    sprite = torch.zeros(8, 8)
+    sprite[2:6, 3:5] = 1.0  # a bar
+    video = torch.zeros(1, 1, 3, 20, 20)
+    for f, (y, x) in enumerate([(0, 0), (5, 7), (12, 12)]):
+        video[0, 0, f, y:y + 8, x:x + 8] = sprite
+    crops = metrics.digit_crops(video, 8, out_size=8)
+    assert crops.shape == (3, 1, 8, 8)
+    for c in crops:  # the window with the most ink holds the whole bar
+        assert float(c.sum()) == pytest.approx(float(sprite.sum()))
+    assert metrics.identity_kept(torch.tensor([3, 3, 3, 3, 1, 3]), 3).tolist() == [True, False]
+    assert metrics.majority(torch.tensor([3, 3, 5, 1, 1, 2]), 3).tolist() == [3, 1]
+
+
+@pytest.fixture(scope="module")
+def tiny_video_run(tmp_path_factory):
+    """A tiny tokenizer, model and judge trained through the experiment front end, then evaluated."""
+    import yaml
+
+    from ddm.experiment import load_experiment
+    from ddm.task import build_task
+
+    root = tmp_path_factory.mktemp("video")
+    tok = yaml.safe_load(open("configs/tokenizers/moving_mnist_small.yaml"))
+    tok["tokenizer"].update(frames=8, image_size=16, width=16, latent_dim=4, temporal_downsample=2,
+                            quantizer={"kind": "vq", "codebook_size": 16, "kmeans_init": False})
+    tok["data"].update(num_train=48, num_heldout=8, frames=8, size=16, digit_size=8)
+    tok["train"].update(steps=5, batch_size=8, log_every=5)
+    (root / "tok.yaml").write_text(yaml.safe_dump(tok))
+    cfg = load_experiment("configs/tasks/video_mmnist_cpu.yaml", [
+        f"task.tokenizer_config={root / 'tok.yaml'}", "task.eval_videos=6", "task.eval_steps=4",
+        "task.classifier_steps=20", "task.hole=2", "model.vocab_size=16", "model.shape=[4,4,4]",
+        "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8", "train.log_every=4",
+        "train.checkpoint_every=0", "train.eval_every=0", "sample.batch_size=6", f"run_dir={root / 'run'}"])
+    task = build_task(cfg)
+    task.prepare()
+    task.train()
+    return task, task.evaluate()
+
+
+def test_the_video_task_trains_and_runs_every_use_end_to_end(tiny_video_run, capsys):
+    task, result = tiny_video_run
+    for use in ("generation", "prediction", "interpolation", "completion"):
+        assert f"{use}/identity_kept" in result and result[f"{use}/nfe"] > 0
+    for use in ("prediction", "interpolation", "completion"):
+        assert 0 < result[f"{use}/psnr"] < 100 and -1 <= result[f"{use}/ssim"] <= 1
+    assert "prediction: copy the last frame/psnr" in result and "interpolation: linear blend/psnr" in result
+    assert "prediction: autoregressive/psnr" in result and "generation: autoregressive/nfe" in result
+    assert 0.0 <= result["real held-out videos/identity_kept"] <= 1.0
+    for name in ("uses.png", "generation.gif", "uses.gif"):
+        assert (task.run_dir / name).is_file()
+
+
+def test_the_given_part_is_kept_and_bad_videos_are_refused(tiny_video_run):
+    task, _ = tiny_video_run
+    model = task.load_model()
+    truth = task.heldout[:3]
+    videos, result, _ = task.fill(model, "prediction", truth, seed=1)
+    given = task.given("prediction")
+    assert torch.equal(result.ids[:, given], task.encode(truth)[:, given])  # the first frames' tokens, as given
+    with pytest.raises(ValueError, match=r"x: expected \[B, C, T, H, W\]"):
+        task.fill(model, "prediction", torch.zeros(2, 1, 8, 20, 20))  # frames of another size
+    with pytest.raises(ValueError, match="videos: interpolation needs the videos"):
+        task.fill(model, "interpolation")
+    with pytest.raises(ValueError, match="unknown use 'outpainting'"):
+        task.fill(model, "outpainting", truth)
