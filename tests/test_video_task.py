@@ -171,3 +171,13 @@ def test_the_given_part_is_kept_and_bad_videos_are_refused(tiny_video_run):
         task.fill(model, "interpolation")
     with pytest.raises(ValueError, match="unknown use 'outpainting'"):
         task.fill(model, "outpainting", truth)
+
+
+def test_an_empty_video_keeps_no_identity():
+    crops = torch.zeros(4, 1, 28, 28)
+    crops[:2] = 0.5  # two frames with ink, two blank
+    named = metrics.named_digits(torch.tensor([3, 3, 3, 3]), crops, ink_floor=0.05)
+    assert named.tolist() == [3, 3, metrics.NO_DIGIT, metrics.NO_DIGIT]
+    blank = metrics.named_digits(torch.tensor([3, 3]), torch.zeros(2, 1, 28, 28), ink_floor=0.05)
+    assert metrics.identity_kept(blank, 2).tolist() == [False]  # a judge's constant guess on blanks is no identity
+    assert metrics.identity_kept(named, 2).tolist() == [True, False]

@@ -122,10 +122,19 @@ def to_judge_size(images: Tensor, out_size: int = 28) -> Tensor:
     return F.interpolate(images, size=(out_size, out_size), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+NO_DIGIT = -1  # a frame whose crop holds too little ink to show a digit
+
+
+def named_digits(predicted: Tensor, crops: Tensor, ink_floor: float) -> Tensor:
+    """The judge's digit per frame, or NO_DIGIT where the crop's mean pixel is under `ink_floor`: an
+    empty frame shows no digit, whatever the judge makes of it (else blank videos keep an identity)."""
+    return torch.where(crops.flatten(1).mean(1) >= ink_floor, predicted, torch.full_like(predicted, NO_DIGIT))
+
+
 def identity_kept(predicted: Tensor, frames: int) -> Tensor:
-    """Per video: does the judge name the same digit in every frame? predicted [B * T] -> bool [B]."""
+    """Per video: does the judge name one and the same digit in every frame? predicted [B * T] -> bool [B]."""
     p = predicted.reshape(-1, frames)
-    return (p == p[:, :1]).all(1)
+    return (p == p[:, :1]).all(1) & (p[:, 0] != NO_DIGIT)
 
 
 def majority(predicted: Tensor, frames: int) -> Tensor:

@@ -179,6 +179,8 @@ class VideoTask(DiffusionTask):
             classifier = load_or_train_classifier(self.run_dir / "classifier", images, labels,
                                                   self.config.task.classifier_steps, self.config.train.seed)
             reference = self.videos["train"][:min(500, len(self.videos["train"]))]["x"]
+            # a crop with under a quarter of a real digit's mean ink shows no digit
+            self.ink_floor = 0.25 * float(images["train"].mean())
             self._judge = classifier, classifier.predict(metrics.digit_crops(reference, size))[1]
         return self._judge
 
@@ -187,11 +189,14 @@ class VideoTask(DiffusionTask):
         of frames (when labels are given), and the per-frame Fréchet proxy."""
         classifier, reference = self.judge()
         frames = videos.shape[2]
-        predicted, feats = classifier.predict(metrics.digit_crops(videos, self.data_config.digit_size))
+        crops = metrics.digit_crops(videos, self.data_config.digit_size)
+        predicted, feats = classifier.predict(crops)
+        predicted = metrics.named_digits(predicted, crops, self.ink_floor)
         per_video = predicted.reshape(-1, frames)
-        agreement = (per_video == metrics.majority(predicted, frames)[:, None]).float().mean()
+        agreement = ((per_video == metrics.majority(predicted, frames)[:, None]) & (per_video != metrics.NO_DIGIT))
         out = {"identity_kept": float(metrics.identity_kept(predicted, frames).float().mean()),
-               "frame_agreement": float(agreement),
+               "frame_agreement": float(agreement.float().mean()),
+               "digit_present": float((predicted != metrics.NO_DIGIT).float().mean()),
                "frechet_per_frame": frechet_distance(feats, reference)}
         if labels is not None:
             out["digit_kept"] = float((metrics.majority(predicted, frames) == labels).float().mean())
@@ -263,20 +268,21 @@ class VideoTask(DiffusionTask):
                  f"(held-out digits) per use; {t.eval_steps} steps, {s.order} order, temperature {s.temperature}",
                  f"  prediction: the first {given} frames given; interpolation: the first and last {given}; "
                  f"completion: a {t.hole * self.pixels_per_token}-pixel square hidden in every frame",
-                 "  PSNR / SSIM: on what the use generated (SSIM over those frames); identity: the judge names one "
-                 "digit in every frame; agree: the share of frames naming the video's most named digit; digit: the "
-                 "majority of frames name the true digit; frames: the share of frames naming it; Fréchet: per frame, "
-                 "judge features of digit crops against training frames (a proxy, not FVD)",
-                 f"  {'':<36} {'PSNR':>6} {'SSIM':>6} {'identity':>9} {'agree':>6} {'digit':>6} {'frames':>7} "
-                 f"{'Fréchet':>8} {'NFE':>5} {'ms/video':>9}"]
+                 "  PSNR / SSIM: on what the use generated (SSIM over those frames); present: frames whose digit "
+                 "crop holds at least a quarter of a real digit's ink (the others name no digit); identity: the "
+                 "judge names one digit in every frame; agree: the share of frames naming the video's most named "
+                 "digit; digit: the majority of frames name the true digit; frames: the share of frames naming it; "
+                 "Fréchet: per frame, judge features of digit crops against training frames (a proxy, not FVD)",
+                 f"  {'':<36} {'PSNR':>6} {'SSIM':>6} {'present':>8} {'identity':>9} {'agree':>6} {'digit':>6} "
+                 f"{'frames':>7} {'Fréchet':>8} {'NFE':>5} {'ms/video':>9}"]
 
         def cell(r, k, fmt, width):
             return f"{format(r[k], fmt):>{width}}" if k in r else f"{'-':>{width}}"
 
         for name, r in rows.items():
             lines.append(f"  {name:<36} {cell(r, 'psnr', '.2f', 6)} {cell(r, 'ssim', '.3f', 6)} "
-                         f"{cell(r, 'identity_kept', '.1%', 9)} {cell(r, 'frame_agreement', '.1%', 6)} "
-                         f"{cell(r, 'digit_kept', '.1%', 6)} "
+                         f"{cell(r, 'digit_present', '.1%', 8)} {cell(r, 'identity_kept', '.1%', 9)} "
+                         f"{cell(r, 'frame_agreement', '.1%', 6)} {cell(r, 'digit_kept', '.1%', 6)} "
                          f"{cell(r, 'frame_accuracy', '.1%', 7)} "
                          f"{cell(r, 'frechet_per_frame', '.2f', 8)} {cell(r, 'nfe', '.0f', 5)} "
                          f"{cell(r, 'ms_per_video', '.0f', 9)}")
