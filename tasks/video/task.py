@@ -229,6 +229,7 @@ class VideoTask(DiffusionTask):
         baseline = self.baseline_model() if t.baseline else None
         shown = {}
         for use in USES:
+            print(f"video: {use}, {n} videos", flush=True)  # each use samples for a minute or so on a CPU
             videos, result, seconds = self.fill(model, use, truth, count=n, seed=cfg.sample.seed)
             row = {**self.video_quality(videos, None if use == "generation" else labels),
                    "nfe": float(result.nfe), "ms_per_video": 1000 * seconds / n}
