@@ -85,7 +85,7 @@ class VideoTask(DiffusionTask):
         for use in USES:  # every use's mask is checked now, not after training
             given_tokens(use, self.grid, t.context_steps, t.hole)
         splits = type(self.tokenizer).build_data(self.data_config)
-        self.videos = {name: split for name, split in splits.items()}
+        self.videos = splits
         self.ids = {name: self._encode_split(split) for name, split in splits.items()}
         held = splits["heldout"][:t.eval_videos]
         self.heldout, self.heldout_labels = held["x"], held["labels"][:, 0]
