@@ -255,10 +255,10 @@ class DiffusionTask(Task):
         return model.eval()
 
     def baseline_sample(self, baseline, count: int, cond=None, prompt: torch.Tensor | None = None,
-                        seed: int = 0) -> tuple[torch.Tensor, int]:
+                        seed: int = 0, processors=()) -> tuple[torch.Tensor, int]:
         """`count` samples of the autoregressive baseline under the config's sampler settings, in
         batches of sample.batch_size: (ids [count, N], NFE per sample). `cond` (a `Condition`) and
-        `prompt` (given first tokens) hold one row per sample."""
+        `prompt` (given first tokens) hold one row per sample; `processors` constrain every step."""
         from .autoregressive import sample_autoregressive
 
         s = self.config.sample
@@ -270,7 +270,7 @@ class DiffusionTask(Task):
             result = sample_autoregressive(baseline, len(rows), cond=None if cond is None else cond.select(rows),
                                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                            guidance_scale=s.guidance_scale, generator=generator,
-                                           prompt=None if prompt is None else prompt[rows])
+                                           prompt=None if prompt is None else prompt[rows], processors=processors)
             parts.append(result.ids)
             nfe = result.nfe
         return torch.cat(parts), nfe

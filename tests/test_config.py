@@ -21,7 +21,7 @@ def test_yaml_with_dotted_overrides():
     (["train.mixed_precision=fp8"], "train.mixed_precision"),
     (["task.colour=red"], "task.colour: unknown config key"),
     (["task.name=nope"],
-     "task.name: unknown task 'nope'; registered: image, motion, synthetic, tokenizer, tokens, video, vla"),
+     "task.name: unknown task 'nope'; registered: graph, image, molecule, motion, synthetic, text, tokenizer, tokens, video, vla"),
     (["sample.remasking=sometimes"],
      "sample.remasking: unknown remasking rule 'sometimes'; registered: cap, conf, none"),
     (["bogus=1"], "bogus: unknown config key"),

@@ -76,3 +76,21 @@ def test_picture_and_files(tok, moses, tmp_path):
     assert all(p.is_file() for p in paths)
     tok.write_output(tok.decode(tok.encode(moses[:3])), tmp_path / "out.smi")
     assert tok.read_input(tmp_path / "out.smi") == [canonical(s) for s in moses[:3]]
+
+
+def test_a_tokenizer_whose_atom_types_were_fitted_is_loaded_again_by_its_config(tmp_path):
+    """`fit` fills the empty atom_types; a second `fit_or_load` with the same config must take the saved
+    folder (a task's `ddm run` prepares twice), and a config that names other types is still refused."""
+    from ddm.config import ConfigError
+    from tokenizers_vq.task import fit_or_load
+
+    config = tmp_path / "mol.yaml"
+    config.write_text("task: {name: tokenizer, kind: molecule}\ntokenizer: {max_atoms: 32}\n"
+                      f"data: {{file: train, num_train: 100, num_heldout: 20}}\nrun_dir: {tmp_path / 'run'}\n")
+    first = fit_or_load(config, tmp_path / "tok", kind="molecule")
+    assert first.config.atom_types
+    again = fit_or_load(config, tmp_path / "tok", kind="molecule")
+    assert again.config.atom_types == first.config.atom_types
+    config.write_text(config.read_text().replace("{max_atoms: 32}", "{max_atoms: 32, atom_types: [C]}"))
+    with pytest.raises(ConfigError, match="atom_types"):
+        fit_or_load(config, tmp_path / "tok", kind="molecule")

@@ -35,6 +35,9 @@ from .stream import TokenStream
 class Tokenizer(PretrainedModel):
     DataConfig: type = object  # the `data:` section of a tokenizer config
     learned: bool = False  # trains through the project's trainer (needs a `train:` section)
+    # config fields that `fit` fills in where the config leaves them empty (e.g. a molecule
+    # tokenizer's atom types): a saved tokenizer still matches the config that left them empty
+    fitted_fields: tuple[str, ...] = ()
 
     # Interface -------------------------------------------------------------
     @property

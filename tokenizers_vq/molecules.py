@@ -1,7 +1,9 @@
 """Molecules as token streams: atom-type tokens and bond-type tokens (rdkit).
 
-A SMILES string is parsed by rdkit, its atoms put in canonical order (the same molecule
-always gives the same tokens), and kekulized, so that aromaticity needs no token of its
+A SMILES string is parsed by rdkit, its atoms put in a canonical order (the same molecule
+always gives the same tokens; `atom_order`: rdkit's canonical atom ranks, or the order in
+which the atoms appear in rdkit's canonical SMILES, where most bonds join neighbouring
+atoms, which is easier for a generative model to learn), and kekulized, so that aromaticity needs no token of its
 own: bonds are single, double or triple and rdkit perceives aromaticity again when the
 decoded molecule is sanitized. An atom type is (element, formal charge, explicit H
 count), written "N", "N+1", "O-1", "NH1"; the types are learned from the training SMILES
@@ -22,7 +24,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -53,6 +55,9 @@ def parse_atom_type(name: str) -> tuple[str, int, int]:
 class MoleculeConfig:
     max_atoms: int = positive(32)  # heavy atoms (MOSES: at most 27)
     atom_types: list[str] = field(default_factory=list)  # empty: learned by fit from the training SMILES
+    # canonical: by rdkit's canonical atom ranks; smiles: as the atoms appear in the canonical SMILES
+    # (a depth-first walk: on MOSES 74% of bonds join atoms i and i+1, against 11% in rank order)
+    atom_order: Literal["canonical", "smiles"] = "canonical"
 
     def __post_init__(self) -> None:
         for name in self.atom_types:
@@ -61,8 +66,9 @@ class MoleculeConfig:
             raise ConfigError(f"tokenizer.atom_types: duplicates in {self.atom_types}")
 
 
-def kekulized(smiles: str, where: str):
-    """SMILES -> rdkit molecule in canonical atom order, kekulized; ValueError naming the input."""
+def kekulized(smiles: str, where: str, order: str = "canonical"):
+    """SMILES -> rdkit molecule in canonical atom order (`MoleculeConfig.atom_order`), kekulized;
+    ValueError naming the input."""
     from rdkit import Chem, RDLogger
 
     if not isinstance(smiles, str):
@@ -74,8 +80,13 @@ def kekulized(smiles: str, where: str):
         RDLogger.EnableLog("rdApp.*")
     if mol is None:
         raise ValueError(f"{where}: rdkit cannot parse SMILES {smiles!r}")
-    ranks = list(Chem.CanonicalRankAtoms(mol))
-    mol = Chem.RenumberAtoms(mol, sorted(range(len(ranks)), key=ranks.__getitem__))
+    if order == "smiles":
+        Chem.MolToSmiles(mol)  # records the canonical SMILES's atom order on the molecule
+        new_order = [int(i) for i in mol.GetPropsAsDict(True, True)["_smilesAtomOutputOrder"]]
+    else:
+        ranks = list(Chem.CanonicalRankAtoms(mol))
+        new_order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    mol = Chem.RenumberAtoms(mol, new_order)
     Chem.Kekulize(mol, clearAromaticFlags=True)
     return mol
 
@@ -95,6 +106,7 @@ def canonical(smiles: str) -> str | None:
 class MoleculeTokenizer(Tokenizer):
     config_class = MoleculeConfig
     DataConfig = MoleculeDataConfig
+    fitted_fields = ("atom_types",)
 
     def __init__(self, config: MoleculeConfig) -> None:
         super().__init__()
@@ -123,7 +135,7 @@ class MoleculeTokenizer(Tokenizer):
             return {}
         counts: Counter = Counter()
         for i, s in enumerate(train):
-            for a in kekulized(s, f"fit: train[{i}]").GetAtoms():
+            for a in kekulized(s, f"fit: train[{i}]", self.config.atom_order).GetAtoms():
                 counts[atom_type_name(a.GetSymbol(), a.GetFormalCharge(), a.GetNumExplicitHs())] += 1
         if not counts:
             raise ValueError("fit: no atoms in the training SMILES")
@@ -131,7 +143,7 @@ class MoleculeTokenizer(Tokenizer):
         return {"atom_types": len(counts)}
 
     def _arrays(self, smiles: str, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-        mol = kekulized(smiles, where)
+        mol = kekulized(smiles, where, self.config.atom_order)
         n = mol.GetNumAtoms()
         if n > self.config.max_atoms:
             raise ValueError(f"{where}: {smiles!r} has {n} heavy atoms, more than max_atoms={self.config.max_atoms}")

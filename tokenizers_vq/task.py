@@ -29,9 +29,8 @@ import torch
 from accelerate import PartialState
 from safetensors.torch import save_file
 
-from ddm.config import ConfigError, registered
+from ddm.config import ConfigError, changed_fields, registered
 from ddm.experiment import Experiment, load_experiment
-from ddm.hub import config_diff
 from ddm.io import atomic_write_json, read_tensors, tensor_entry
 from ddm.task import Task, register_task
 
@@ -85,7 +84,11 @@ def fit_or_load(config: str | Path, directory: str | Path, kind: str | None = No
         raise ConfigError(f"{config}: a {exp.task.kind!r} tokenizer; this task needs kind {kind!r}")
     if (directory / "config.json").is_file():
         tok = load_tokenizer(directory).eval()
-        differ = config_diff(exp.tokenizer, tok.config) if type(tok) is TOKENIZERS.get(exp.task.kind) else ["kind"]
+        if type(tok) is TOKENIZERS.get(exp.task.kind):
+            differ = [f"{where}: {asked!r} != {saved!r}" for where, asked, saved in changed_fields(exp.tokenizer, tok.config)
+                      if not (where in tok.fitted_fields and asked in ([], "", None))]
+        else:
+            differ = ["kind"]
         if differ:  # never reuse a tokenizer that another config made
             raise ConfigError(f"the tokenizer at {directory} was fitted by another config than {config} "
                               f"({'; '.join(differ)}); delete it to fit the new one, or use a new run_dir")

@@ -61,7 +61,7 @@ class TextTokenizer(Tokenizer):
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
-        texts = _texts(train, "fit: train")
+        texts = check_texts(train, "fit: train")
         model = HFTokenizer(models.BPE())
         model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         model.decoder = decoders.ByteLevel()
@@ -89,41 +89,21 @@ class TextTokenizer(Tokenizer):
         """One text or a list -> ids [B, N] (padding id 0, mask False there); N is `max_length`
         (default: the config's; 0: the longest text)."""
         model = self._require_model()
-        texts = _texts([texts] if isinstance(texts, str) else texts, "encode: texts")
+        texts = check_texts([texts] if isinstance(texts, str) else texts, "encode: texts")
         rows = [e.ids for e in model.encode_batch(texts, add_special_tokens=False)]
-        longest = max(len(r) for r in rows)
-        n = (self.config.max_length if max_length is None else max_length) or max(1, longest)
-        if longest > n:
-            i = max(range(len(rows)), key=lambda k: len(rows[k]))
-            raise ValueError(f"encode: texts[{i}] has {len(rows[i])} tokens, more than max_length={n} "
-                             f"(raise tokenizer.max_length; text is never truncated)")
-        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), n, dtype=torch.bool)
-        for b, r in enumerate(rows):
-            ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[b, :len(r)] = True
-        return TokenStream(ids, (n,), mask=mask)
+        return padded_stream(rows, self.config.max_length if max_length is None else max_length, self.pad_id)
 
     def decode(self, stream: TokenStream | torch.Tensor) -> list[str]:
         """ids [B, N] (or [N]) -> texts; padding ids are dropped wherever they are."""
         model = self._require_model()
-        ids = stream.ids if isinstance(stream, TokenStream) else stream
-        if isinstance(ids, torch.Tensor) and ids.ndim == 1:
-            ids = ids[None]
-        ids = self.check_ids(ids)
-        if ids.ndim != 2:
-            raise ValueError(f"ids: expected [B, N], got {tuple(ids.shape)}")
-        keep = ids != self.pad_id
-        if isinstance(stream, TokenStream) and stream.mask is not None:
-            keep &= stream.mask
-        return model.decode_batch([row[k].tolist() for row, k in zip(ids, keep)], skip_special_tokens=False)
+        return model.decode_batch(unpadded_rows(self, stream), skip_special_tokens=False)
 
     @classmethod
     def build_data(cls, data_config: TextDataConfig) -> dict[str, Any]:
         return build_text_data(data_config)
 
     def evaluate(self, heldout: list[str]) -> dict[str, float]:
-        texts = _texts(heldout, "evaluate: heldout")
+        texts = check_texts(heldout, "evaluate: heldout")
         counts, exact = [], 0
         for start in range(0, len(texts), 512):  # batches, so that padding stays small
             batch = texts[start:start + 512]
@@ -144,7 +124,39 @@ class TextTokenizer(Tokenizer):
         Path(path).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
 
 
-def _texts(texts: Any, where: str) -> list[str]:
+def padded_stream(rows: list[list[int]], length: int, pad_id: int) -> TokenStream:
+    """Id lists -> a stream of `length` tokens a row (0: the longest row), padded with `pad_id`;
+    a row longer than `length` is an error, never truncated."""
+    longest = max(len(r) for r in rows)
+    n = length or max(1, longest)
+    if longest > n:
+        i = max(range(len(rows)), key=lambda k: len(rows[k]))
+        raise ValueError(f"encode: texts[{i}] has {len(rows[i])} tokens, more than max_length={n} "
+                         f"(raise tokenizer.max_length; text is never truncated)")
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[b, :len(r)] = True
+    return TokenStream(ids, (n,), mask=mask)
+
+
+def unpadded_rows(tokenizer: Tokenizer, stream: TokenStream | torch.Tensor) -> list[list[int]]:
+    """ids [B, N] (or [N]), checked against the vocabulary -> id lists without padding (the pad id,
+    and where the stream has a mask, the masked-out slots)."""
+    ids = stream.ids if isinstance(stream, TokenStream) else stream
+    if isinstance(ids, torch.Tensor) and ids.ndim == 1:
+        ids = ids[None]
+    ids = tokenizer.check_ids(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"ids: expected [B, N], got {tuple(ids.shape)}")
+    keep = ids != tokenizer.pad_id
+    if isinstance(stream, TokenStream) and stream.mask is not None:
+        keep &= stream.mask
+    return [row[k].tolist() for row, k in zip(ids, keep)]
+
+
+def check_texts(texts: Any, where: str) -> list[str]:
     texts = list(texts)
     if not texts:
         raise ValueError(f"{where}: no texts given")

@@ -4,7 +4,8 @@ These are the two standard graph-generation benchmarks (SPECTRE, DiGress), drawn
 from fixed seeds: an SBM has 2-4 communities of 8-16 nodes (node type = community),
 edge probability `p_in` inside a community and `p_out` across; a planar graph is the
 Delaunay triangulation of `planar_nodes` uniform random points in the unit square
-(node type 0). Every edge has type 1.
+(node type 0), or of a uniform number of points in [planar_min_nodes, planar_nodes]
+where `planar_min_nodes` is set. Every edge has type 1.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ class GraphDataConfig:
     p_in: float = bounded(0.3, 0.0, 1.0)
     p_out: float = bounded(0.05, 0.0, 1.0)
     planar_nodes: int = bounded(64, 3)
+    planar_min_nodes: int = bounded(0, 0)  # 0: every planar graph has planar_nodes nodes
 
     def __post_init__(self) -> None:
         if not self.families:
             raise ConfigError("data.families: empty; expected some of 'sbm', 'planar'")
         if self.min_blocks > self.max_blocks or self.min_block_size > self.max_block_size:
             raise ConfigError("data.min_blocks/min_block_size: a minimum exceeds its maximum")
+        if self.planar_min_nodes and not 3 <= self.planar_min_nodes <= self.planar_nodes:
+            raise ConfigError(f"data.planar_min_nodes: {self.planar_min_nodes} is outside [3, planar_nodes="
+                              f"{self.planar_nodes}] (0: a fixed node count)")
 
 
 def sbm_graph(cfg: GraphDataConfig, rng: random.Random):
@@ -55,9 +60,11 @@ def planar_graph(cfg: GraphDataConfig, rng: random.Random):
     import numpy as np
     from scipy.spatial import Delaunay
 
-    points = np.random.default_rng(rng.randrange(2**31)).random((cfg.planar_nodes, 2))
+    # the count is drawn only for a range, so fixed-size data sets keep their seeds' graphs
+    n = rng.randint(cfg.planar_min_nodes, cfg.planar_nodes) if cfg.planar_min_nodes else cfg.planar_nodes
+    points = np.random.default_rng(rng.randrange(2**31)).random((n, 2))
     g = nx.Graph()
-    g.add_nodes_from((i, {"type": 0}) for i in range(cfg.planar_nodes))
+    g.add_nodes_from((i, {"type": 0}) for i in range(n))
     for simplex in Delaunay(points).simplices:
         a, b, c = (int(v) for v in simplex)
         g.add_edges_from([(a, b, {"type": 1}), (b, c, {"type": 1}), (a, c, {"type": 1})])
