@@ -1,6 +1,7 @@
 """Training throughput and model FLOP utilisation (MFU): our transformer vs a BERT body.
 
-    PYTHONPATH=. python benchmarks/train_throughput.py [--steps 10] [--batch 8] [--seq 128] [--quick]
+    PYTHONPATH=. python benchmarks/train_throughput.py [--steps 10] [--batch 8] [--seq 128] [--threads 1]
+        [--variants ddm,hf,ddm:gelu+sparse+fused+compile] [--quick]
 
 Two denoisers of (nearly) the same size, a `MaskedDiffusionTransformer` (body "ddm") and
 an `HFDenoiser` around a `transformers` BERT encoder built from a config (body "hf"),
@@ -14,6 +15,16 @@ of a large fp32 matmul (2 m n k FLOPs each), timed before, between and after the
 Model FLOPs per token (forward + backward) = 6 * N + 12 * L * S * D, with N the
 non-embedding parameters (every parameter outside embedding tables; the output head
 counts), L layers, S the sequence length and D the model width.
+
+`--variants` lists the runners, a body optionally followed by speed switches joined by '+':
+`gelu` (model.activation=gelu, exact GELU; ddm only), `sparse` (train.sparse_head: the
+discrete head only at the masked positions), `fused` (train.fused_optimizer: fused AdamW),
+`compile` (train.compile: torch.compile), `bf16` (train.mixed_precision=bf16: bf16 autocast;
+its MFU is still against the fp32 peak, so not comparable). Every runner is timed in the
+same interleaved rounds; "vs hf" is the median per-round time ratio against the plain `hf`
+runner. FLOPs
+are counted as above for every variant; with `sparse` the head's share at unmasked
+positions (here ~1/2 of 6 x d_model x vocab per token) is counted but not computed.
 """
 
 from __future__ import annotations
@@ -54,27 +65,48 @@ def flops_per_token(model: nn.Module, layers: int, seq: int, d_model: int) -> fl
     return 6.0 * non_embedding + 12.0 * layers * seq * d_model
 
 
+SWITCHES = ("gelu", "sparse", "fused", "compile", "bf16")
+
+
 class Runner:
     """One model, its optimizer and the timed steps."""
 
-    def __init__(self, name: str, model: nn.Module, cfg: ModelConfig):
+    def __init__(self, name: str, model: nn.Module, cfg: ModelConfig, switches: set[str]):
         self.name, self.model, self.cfg = name, model.train(), cfg
-        self.opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+        self.sparse = "sparse" in switches
+        self.bf16 = "bf16" in switches
+        self.forward = torch.compile(model) if "compile" in switches else model
+        self.opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01, fused="fused" in switches or None)
         self.times: list[float] = []
         self.losses: list[float] = []
+        self.first = 0.0  # the first (warm-up) step: includes the compilation when compiled
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], timed: bool) -> None:
         x0, mask = batch
         start = time.perf_counter()
-        logits = self.model(x0.masked_fill(mask, self.cfg.mask_id)).logits
-        loss = F.cross_entropy(logits[mask], x0[mask])
+        xt = x0.masked_fill(mask, self.cfg.mask_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            if self.sparse:
+                loss = F.cross_entropy(self.forward(xt, where=mask).logits, x0[mask])
+            else:
+                loss = F.cross_entropy(self.forward(xt).logits[mask], x0[mask])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         elapsed = time.perf_counter() - start
+        self.first = self.first or elapsed
         if timed:
             self.times.append(elapsed)
             self.losses.append(loss.item())
+
+
+def parse_variant(spec: str) -> tuple[str, set[str]]:
+    body, _, rest = spec.partition(":")
+    switches = set(rest.split("+")) - {""}
+    if body not in ("ddm", "hf") or switches - set(SWITCHES) or (body == "hf" and "gelu" in switches):
+        raise SystemExit(f"--variants: bad entry {spec!r}; expected ddm or hf, optionally followed by ':' and "
+                         f"switches joined by '+' from {', '.join(SWITCHES)} (gelu: ddm only)")
+    return body, switches
 
 
 def main() -> None:
@@ -84,20 +116,34 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model")
     p.add_argument("--round", type=int, default=2, help="steps per model per timing round")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every core)")
+    p.add_argument("--variants", default="ddm,hf",
+                   help="comma-separated runners: ddm or hf, optionally ':' and switches joined by '+' from "
+                        f"{', '.join(SWITCHES)} (see the module docstring); the plain hf runner is the reference")
     p.add_argument("--quick", action="store_true", help="a small smoke run (seconds)")
     args = p.parse_args()
     if args.quick:
-        args.steps, args.batch, args.seq, args.warmup, args.round = 2, 4, min(args.seq, 64), 1, 1
-    torch.set_num_threads(os.cpu_count())
-    torch.manual_seed(0)
+        args.steps, args.batch, args.seq, args.warmup, args.round = 2, 4, min(args.seq, 64), 2, 1
+    variants = [parse_variant(v.strip()) for v in args.variants.split(",")]
+    if ("hf", set()) not in variants:
+        variants.append(("hf", set()))
+    torch.set_num_threads(args.threads)
 
     vocab, d_model, depth, heads = 1024, 384, 6, 6
     common = dict(vocab_size=vocab, shape=[args.seq], d_model=d_model, depth=depth, heads=heads, mlp_ratio=4.0)
-    ddm_cfg = ModelConfig(**common)
-    hf_cfg = ModelConfig(**common, body="hf",
-                         hf_config={"model_type": "bert", "max_position_embeddings": args.seq})
-    runners = [Runner("ddm (ours)", MaskedDiffusionTransformer(ddm_cfg), ddm_cfg),
-               Runner("hf (BERT)", build_denoiser(hf_cfg), hf_cfg)]
+    runners = []
+    for body, switches in variants:
+        torch.manual_seed(0)  # every variant of a body starts from the same weights
+        if body == "ddm":
+            cfg = ModelConfig(**common, activation="gelu" if "gelu" in switches else "gelu_tanh")
+            model = MaskedDiffusionTransformer(cfg)
+        else:
+            cfg = ModelConfig(**common, body="hf",
+                              hf_config={"model_type": "bert", "max_position_embeddings": args.seq})
+            model = build_denoiser(cfg)
+        name = body + (":" + "+".join(s for s in SWITCHES if s in switches) if switches else "")
+        runners.append(Runner(name, model, cfg, switches))
+    reference = variants.index(("hf", set()))
 
     peak_size = 1024 if args.quick else 2048
     peaks = [matmul_peak(peak_size, 3 if args.quick else 10)]
@@ -109,15 +155,16 @@ def main() -> None:
     for i in range(args.warmup):
         for r in runners:
             r.step(batches[i], timed=False)
-    round_ratios = []  # per round: ddm time / hf time on the same batches, back to back
-    for start in range(args.warmup, total, args.round):  # A B A B ...: machine noise hits both
+    round_ratios = [[] for _ in runners]  # per runner and round: hf time / its time on the same batches
+    for start in range(args.warmup, total, args.round):  # A B C A B C ...: machine noise hits all alike
         spent = []
         for r in runners:
             before = sum(r.times)
             for i in range(start, min(start + args.round, total)):
                 r.step(batches[i], timed=True)
             spent.append(sum(r.times) - before)
-        round_ratios.append(spent[1] / spent[0])
+        for ratios, t in zip(round_ratios, spent):
+            ratios.append(spent[reference] / t)
         peaks.append(matmul_peak(peak_size, 1))
     peaks.append(matmul_peak(peak_size, 3 if args.quick else 10))
     peak = max(peaks)
@@ -131,32 +178,29 @@ def main() -> None:
     print("model FLOPs/token = 6 * non-embedding params + 12 * layers * seq * d_model "
           f"(layers {depth}, seq {args.seq}, d_model {d_model})")
     print()
-    header = (f"{'model':<12}{'params':>12}{'non-emb':>12}{'MFLOP/tok':>11}{'s/step med':>11}{'(min-max)':>15}"
-              f"{'tokens/s':>11}{'GFLOP/s':>9}{'MFU':>8}{'MFU best':>10}{'loss':>8}")
+    width = max(12, max(len(r.name) for r in runners) + 2)
+    header = (f"{'model':<{width}}{'params':>12}{'MFLOP/tok':>11}{'s/step med':>11}{'(min-max)':>13}"
+              f"{'tokens/s':>10}{'GFLOP/s':>9}{'MFU':>8}{'MFU best':>10}{'vs hf':>7}{'(range)':>13}"
+              f"{'1st step':>10}{'loss':>8}")
     print(header)
     print("-" * len(header))
-    rates = {}
-    for r in runners:
+    for r, ratios in zip(runners, round_ratios):
         params = sum(p.numel() for p in r.model.parameters())
-        non_emb = params - embedding_parameters(r.model)
         fpt = flops_per_token(r.model, depth, args.seq, d_model)
         med = statistics.median(r.times)
         tps = tokens / med
-        rates[r.name] = tps
         spread = f"({min(r.times):.2f}-{max(r.times):.2f})"
-        print(f"{r.name:<12}{params:>12,}{non_emb:>12,}{fpt / 1e6:>11.1f}{med:>11.3f}{spread:>15}{tps:>11.0f}"
+        vs = f"({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"{r.name:<{width}}{params:>12,}{fpt / 1e6:>11.1f}{med:>11.3f}{spread:>13}{tps:>10.0f}"
               f"{tps * fpt / 1e9:>9.1f}{tps * fpt / peak:>8.1%}{tokens / min(r.times) * fpt / peak:>10.1%}"
-              f"{statistics.mean(r.losses):>8.3f}")
-    pa, pb = (sum(p.numel() for p in r.model.parameters()) for r in runners)
-    paired = statistics.median(round_ratios)
+              f"{statistics.median(ratios):>6.2f}x{vs:>13}{r.first:>9.1f}s{statistics.mean(r.losses):>8.3f}")
     print()
-    print(f"params hf / ddm = {pb / pa:.3f}")
-    print(f"side by side, tokens/s ddm / hf: {paired:.2f}x (median over {len(round_ratios)} interleaved rounds of "
-          f"the per-round time ratio hf / ddm; rounds ranged {min(round_ratios):.2f}-{max(round_ratios):.2f}x; "
-          f"from median step times: {rates[runners[0].name] / rates[runners[1].name]:.2f}x)")
-    print("tokens/s, GFLOP/s and MFU use the median step time, 'MFU best' the fastest step (the peak is a best "
-          "case too: on a shared, busy machine it is the fairer pair); the loss is the mean masked CE of the timed steps "
-          "(random tokens: ~ln 1024 = 6.93)")
+    print(f"'vs hf': tokens/s against the plain hf runner, the median over {args.steps // args.round} interleaved "
+          "rounds of the per-round time ratio (its range in brackets); tokens/s, GFLOP/s and MFU use the median "
+          "step time, 'MFU best' the fastest step (the peak is a best case too: on a shared, busy machine it is "
+          "the fairer pair); '1st step': the first warm-up step (with compile: the compilation); the loss is the "
+          "mean masked CE of the timed steps (random tokens: ~ln 1024 = 6.93)")
+
 
 if __name__ == "__main__":
     main()

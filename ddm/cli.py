@@ -7,6 +7,7 @@
     ddm sample  --config C      generate and write samples   (or: ddm sample --model DIR, no YAML)
     ddm run     --config C      train, then eval (the main job)
     ddm distill --model DIR --steps K [--plus]   learn a K-step sampler, saved in the model folder
+    ddm bench   --config C      decoding modes side by side: the task's quality beside ms, calls, memory
     ddm encode / decode --config C --input X --output Y      a tokenizer's inputs <-> ids
     ddm convert DIR --config C  bring a model folder of an older ddm to the current format
 
@@ -76,6 +77,11 @@ def cmd_distill(args) -> int:
                                  iterations=args.iterations, batch_size=args.batch_size)
     for k, v in result.items():
         print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    _task(args).bench(args.model, tuple(args.modes), args.batch, args.rounds, args.singles)
     return 0
 
 
@@ -168,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the teacher's steps (default 128, or one token per step if fewer)")
     distill.add_argument("--iterations", type=int, default=200, help="SPSA iterations (default 200; stops at 8 min)")
     distill.add_argument("--batch-size", type=int, default=64, help="student samples per loss (default 64)")
+    bench = verb("bench", cmd_bench, "Decoding modes of a trained model side by side in one run: the task's own "
+                 "quality beside ms per sample (batch N and 1), calls, tokens per call and memory (ddm.bench).",
+                 model=True)
+    bench.add_argument("--modes", nargs="+", default=["plain", "cached", "approximate", "int8", "learned",
+                                                       "autoregressive"],
+                       help="plain cached approximate int8 learned autoregressive (default: all; those the "
+                            "model lacks are skipped with a note)")
+    bench.add_argument("--batch", type=int, default=500, help="batch N (default 500)")
+    bench.add_argument("--rounds", type=int, default=2, help="rounds of every mode; quality on rounds x batch samples")
+    bench.add_argument("--singles", type=int, default=20, help="samples drawn one at a time per mode and round")
     verb("run", cmd_run, "The main job: train, then evaluate.").add_argument("--force", action="store_true",
                                                                              help=force_help)
     for name, fn, text in (("encode", cmd_encode, "A tokenizer's inputs -> ids."),

@@ -98,6 +98,9 @@ class ModelConfig:
     num_classes: int = bounded(0, 0)  # class conditioning (0: none); null class = num_classes
     cond_embed_dim: int = bounded(0, 0)  # external embedding vectors projected into the prefix
     continuous_dim: int = bounded(0, 0)  # continuous head (0: none)
+    # The MLP's activation (body=ddm): GELU with the tanh approximation, or the exact (erf) GELU,
+    # about twice as fast on CPU (forward + backward). A trained model keeps the one it was trained with.
+    activation: Literal["gelu_tanh", "gelu"] = "gelu_tanh"
     body: Literal["ddm", "hf"] = "ddm"  # our transformer, or a `transformers` encoder
     hf_config: dict = field(default_factory=dict)  # transformers config fields (body=hf)
     hf_path: str = ""  # or a local folder holding a transformers encoder (body=hf)
@@ -115,6 +118,8 @@ class ModelConfig:
                 f"(rotary pairs per axis) for positions={self.positions!r}")
         if self.cond_vocab_size and not self.cond_len:
             raise ConfigError("model.cond_len: must be >= 1 when model.cond_vocab_size is set")
+        if self.activation != "gelu_tanh" and self.body != "ddm":
+            raise ConfigError("model.activation: body=hf brings its own activation (set it in model.hf_config)")
         if self.learned_positions and self.body != "ddm":
             raise ConfigError("model.learned_positions: body=hf brings its own position embeddings")
         if self.causal and (self.body != "ddm" or self.time_conditioning):
@@ -188,6 +193,18 @@ class TrainConfig:
     keep_checkpoints: int = positive(2)
     seed: int = 0
     progress: bool = True
+    # Speed switches (measured by benchmarks/train_throughput.py and, channels_last,
+    # benchmarks/conv_channels_last.py). They change no model, only the rounding of the updates.
+    # torch.compile the model for training (the first step compiles: tens of seconds on CPU).
+    compile: bool = False
+    # The denoiser's discrete head only at the positions that carry loss (the masked ones, and the
+    # visible ones with diffusion.visible_noise), not at every position; off when logits
+    # processors constrain training (they read every position's logits).
+    sparse_head: bool = False
+    fused_optimizer: bool = False  # AdamW's fused kernel (one pass over the parameters)
+    # Convolution weights (and so activations) in channels-last order while training (the conv
+    # tokenizers; no effect on a transformer); the trained model is saved in the default order.
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -222,9 +239,17 @@ class SampleConfig:
     guidance_scale: float = bounded(0.0, 0.0)  # classifier-free guidance w (0: conditional sampler)
     block_size: int = bounded(0, 0)  # semi-autoregressive blocks of this many tokens (0: one block)
     cache_prefix: bool = True  # encode the condition prefix once per sample
-    reuse_predictions: bool = True  # no model call when the tokens did not change since the last one
+    reuse_predictions: bool = True  # no model call when the tokens did not change since the last one (per row: finished rows leave the call)
+    # approximate: a call runs only the masked tokens and those changed since they last ran; the others are
+    # attended to through their last keys/values (dKV-cache / Fast-dLLM); cache_refresh > 0 runs every token
+    # every that many calls (0: only the first)
+    cache_targets: bool = False
+    cache_refresh: int = bounded(0, 0)
     learned: bool = False  # use the coefficients `ddm distill` learned for this model, these parts and `steps`
     continuous_noise: float = bounded(0.0, 0.0, 1.0)  # joint models: share of the vectors' noise redrawn per step
+    # int8: the loaded denoiser's transformer-block weights in int8 (CPU only; `ddm.quantize`), applied
+    # where a task loads a trained model to sample or evaluate it
+    quantize: Literal["none", "int8"] = "none"
 
     def __post_init__(self) -> None:
         if not self.top_p > 0.0:

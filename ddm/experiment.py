@@ -33,7 +33,8 @@ RECORD = "config.yaml"  # the experiment a run folder was trained with
 # What may change between two `ddm train`s in one run_dir (prefixes of dotted fields): how long it
 # trains, how it logs and checkpoints, how it samples and evaluates; nothing its checkpoints depend on.
 RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
-             "train.keep_checkpoints", "train.progress", "sample.", "eval.", "run_dir")
+             "train.keep_checkpoints", "train.progress", "train.compile", "train.sparse_head",
+             "train.fused_optimizer", "train.channels_last", "sample.", "eval.", "run_dir")
 
 
 @dataclass

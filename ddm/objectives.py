@@ -47,7 +47,12 @@ def masked_cross_entropy(logits: Tensor, x0: Tensor, masked: Tensor, weight: Ten
                          padding: Tensor | None = None) -> Tensor:
     """Per-sequence sum of (weighted) CE over masked positions, divided by the length: [B]
     (the number of real tokens when `padding` marks pad positions)."""
-    ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # [B, N]
+    return sequence_loss(F.cross_entropy(logits.transpose(1, 2), x0, reduction="none"), x0, masked, weight, padding)
+
+
+def sequence_loss(ce: Tensor, x0: Tensor, masked: Tensor, weight: Tensor | None,
+                  padding: Tensor | None = None) -> Tensor:
+    """`masked_cross_entropy` given the per-position CE [B, N]."""
     ce = torch.where(masked, ce, 0.0)  # not a product: a forbidden (-inf) token elsewhere would give inf * 0
     if weight is not None:
         ce = ce * weight
@@ -93,10 +98,13 @@ def swap_visible(xt: Tensor, masked: Tensor, rate: float, vocab_size: int, gener
 class DiffusionObjective:
     """`loss_fn(model, batch, generator) -> (loss, metrics)` for the one trainer."""
 
-    def __init__(self, process: MaskingProcess, cfg: DiffusionConfig, processors: Sequence[LogitsProcessor] = ()):
+    def __init__(self, process: MaskingProcess, cfg: DiffusionConfig, processors: Sequence[LogitsProcessor] = (),
+                 sparse_head: bool = False):
         self.process = process
         self.cfg = cfg
         self.processors = processors
+        # train.sparse_head: logits only where the loss reads them (processors read every position)
+        self.sparse_head = sparse_head and not processors
         self.continuous = continuous_schedule(cfg)  # the joint process's vectors, or None (regression)
 
     def __call__(self, model, batch: Mapping[str, Tensor], generator: torch.Generator) -> tuple[Tensor, dict]:
@@ -128,20 +136,25 @@ class DiffusionObjective:
                     model_t = self.process.sample_times(b, generator, x0.device)
                 values, velocity = corrupt_values(self.continuous, target_values.float(), model_t, generator)
 
-        out = model(xt, t=model_t, cond=cond, values=values)
-        logits = apply_processors(self.processors, out.logits, xt)
+        visible = ~kept
+        if self.sparse_head:
+            where = masked | visible if self.cfg.visible_noise > 0 else masked  # the positions with loss
+            out = model(xt, t=model_t, cond=cond, values=values, where=where)
+            ce = torch.zeros(x0.shape, dtype=out.logits.dtype, device=x0.device).masked_scatter(
+                where, F.cross_entropy(out.logits, x0[where], reduction="none"))
+        else:
+            out = model(xt, t=model_t, cond=cond, values=values)
+            logits = apply_processors(self.processors, out.logits, xt)
+            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")  # [B, N]
         if self.cfg.weighting == "elbo":
-            per_seq = masked_cross_entropy(logits, x0, masked, self.process.weights(t, importance), padding)
+            per_seq = sequence_loss(ce, x0, masked, self.process.weights(t, importance), padding)
             loss = per_seq.mean()
         else:
-            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
             loss = torch.where(masked, ce, 0.0).sum() / masked.sum().clamp_min(1)
         metrics = {"masked_frac": float(masked.float().mean())}
         if self.cfg.weighting == "elbo":
             metrics["elbo_bits_per_token"] = float(loss.detach()) / LN2
         if self.cfg.visible_noise > 0:
-            visible = ~kept
-            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
             visible_ce = torch.where(visible, ce, 0.0).sum() / visible.sum().clamp_min(1)
             metrics["visible_ce"] = float(visible_ce.detach())
             loss = loss + self.cfg.visible_weight * visible_ce

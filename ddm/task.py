@@ -100,6 +100,10 @@ class Task:
                 model_dir: str | Path | None = None, **options: Any) -> dict[str, Any]:
         raise self._unsupported("distill")
 
+    def bench(self, model_dir: str | Path | None = None, modes: tuple[str, ...] = (), batch: int = 500,
+              rounds: int = 2, singles: int = 20) -> dict:
+        raise self._unsupported("bench")
+
     def encode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
         raise self._unsupported("encode")
 
@@ -189,13 +193,15 @@ class DiffusionTask(Task):
     def loss_fn(self):
         from .objectives import DiffusionObjective
 
-        return DiffusionObjective(self.process(), self.config.diffusion, self.processors())
+        return DiffusionObjective(self.process(), self.config.diffusion, self.processors(),
+                                  sparse_head=self.config.train.sparse_head)
 
     def model_dir(self, model_dir: str | Path | None = None) -> Path:
         return Path(model_dir) if model_dir else self.run_dir / MODEL_DIR
 
-    def load_model(self, model_dir: str | Path | None = None):
-        """The trained denoiser; its folder must agree with this experiment's model and diffusion."""
+    def load_model(self, model_dir: str | Path | None = None, quantized: bool = True):
+        """The trained denoiser; its folder must agree with this experiment's model and diffusion.
+        With sample.quantize=int8 (and `quantized`), an int8 copy of it (`ddm.quantize`)."""
         from .hub import load_pretrained
 
         directory = self.model_dir(model_dir)
@@ -209,6 +215,14 @@ class DiffusionTask(Task):
             raise ConfigError(f"the config contradicts the model at {directory}: {'; '.join(differ)}. A model "
                               f"samples with the process it was trained with: drop the override, or sample "
                               f"from the folder alone (`ddm sample --model {directory}`)")
+        mode = self.config.sample.quantize
+        if quantized and mode != "none":
+            if self.config.sample.learned:
+                raise ConfigError(f"sample.quantize: {mode} with sample.learned=true: a learned sampler is checked "
+                                  "against the float32 weights; sample it unquantized (sample.quantize=none)")
+            from .quantize import quantize
+
+            return quantize(model.eval(), mode)
         return model.eval()
 
     def train(self):
@@ -255,18 +269,19 @@ class DiffusionTask(Task):
         return model.eval()
 
     def baseline_sample(self, baseline, count: int, cond=None, prompt: torch.Tensor | None = None,
-                        seed: int = 0, processors=()) -> tuple[torch.Tensor, int]:
+                        seed: int = 0, processors=(), batch_size: int | None = None) -> tuple[torch.Tensor, int]:
         """`count` samples of the autoregressive baseline under the config's sampler settings, in
-        batches of sample.batch_size: (ids [count, N], NFE per sample). `cond` (a `Condition`) and
-        `prompt` (given first tokens) hold one row per sample; `processors` constrain every step."""
+        batches of `batch_size` (default sample.batch_size): (ids [count, N], NFE per sample). `cond`
+        (a `Condition`) and `prompt` (given first tokens) hold one row per sample; `processors`
+        constrain every step."""
         from .autoregressive import sample_autoregressive
 
         s = self.config.sample
         baseline.eval()
         generator = torch.Generator().manual_seed(seed)
-        parts, nfe = [], 0
-        for start in range(0, count, s.batch_size):
-            rows = torch.arange(start, min(start + s.batch_size, count))
+        parts, nfe, size = [], 0, batch_size or s.batch_size
+        for start in range(0, count, size):
+            rows = torch.arange(start, min(start + size, count))
             result = sample_autoregressive(baseline, len(rows), cond=None if cond is None else cond.select(rows),
                                            temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                                            guidance_scale=s.guidance_scale, generator=generator,
@@ -305,6 +320,14 @@ class DiffusionTask(Task):
         return {"samples": n, "nfe": result.nfe, "ms_per_sample": 1000 * seconds / n,
                 **self.describe_samples(result, cond), "written": str(path)}
 
+    def bench(self, model_dir: str | Path | None = None, modes: tuple[str, ...] = ("plain", "cached", "approximate"),
+              batch: int = 500, rounds: int = 2, singles: int = 20) -> dict[str, dict[str, float]]:
+        """`ddm bench`: the model's decoding modes side by side, quality beside cost (`ddm.bench`)."""
+        from .bench import bench
+
+        self.prepare()
+        return bench(self, self.load_model(model_dir, quantized=False), list(modes), batch, rounds, singles)
+
     def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128, model_dir: str | Path | None = None,
                 **options: Any) -> dict[str, Any]:
         """`ddm distill`: learn a `steps`-step sampler for the trained model (`ddm.distill`) and save it
@@ -314,7 +337,7 @@ class DiffusionTask(Task):
         options = DistillConfig(steps=steps, plus=plus, teacher_steps=teacher_steps, **options)
         options.check()  # before any loading
         self.prepare()
-        model = self.load_model(model_dir)
+        model = self.load_model(model_dir, quantized=False)  # distilled for (and fingerprinted by) its float32 weights
         return distill_to_folder(model, self.model_dir(model_dir), self.config.sample, options,
                                  self.sample_conditions, self.sample_fixed, self.processors())
 

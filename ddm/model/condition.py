@@ -87,3 +87,8 @@ class Prefix:
         if self.hidden is not None:
             return self.hidden.shape[1]
         return self.keys[0].shape[2] if self.keys else 0
+
+    def select(self, rows: Tensor) -> "Prefix":
+        """The prefix of the given batch rows."""
+        pick = lambda x: None if x is None else x[rows]  # noqa: E731
+        return Prefix([k[rows] for k in self.keys], [v[rows] for v in self.values], pick(self.mask), pick(self.hidden))

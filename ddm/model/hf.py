@@ -139,7 +139,8 @@ class HFDenoiser(PretrainedModel):
         return Prefix(keys=[], values=[], mask=mask, hidden=hidden)
 
     def forward(self, ids: Tensor, t: Tensor | None = None, cond: Condition | None = None,
-                prefix: Prefix | None = None, values: Tensor | None = None) -> DenoiserOutput:
+                prefix: Prefix | None = None, values: Tensor | None = None,
+                where: Tensor | None = None) -> DenoiserOutput:
         """Predict the clean tokens (and continuous values) of every target position.
 
         Same arguments and output as `MaskedDiffusionTransformer.forward`.
@@ -159,4 +160,4 @@ class HFDenoiser(PretrainedModel):
             raise ValueError(f"cond: prefix ({x.shape[1] - n}) + target ({n}) = {x.shape[1]} positions, the "
                              f"encoder takes at most {self.max_length} (max_position_embeddings)")
         out = self.encoder(inputs_embeds=x, attention_mask=attention_mask, return_dict=True)
-        return self.heads(out.last_hidden_state[:, -n:])
+        return self.heads(out.last_hidden_state[:, -n:], where)

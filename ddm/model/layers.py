@@ -41,7 +41,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, d_model: int, heads: int, mlp_ratio: float, dropout: float, activation: str = "gelu_tanh"):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
@@ -50,29 +50,39 @@ class Block(nn.Module):
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.norm2 = nn.RMSNorm(d_model)
         hidden = int(d_model * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, d_model), nn.Dropout(dropout))
+        gelu = nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none")
+        self.mlp = nn.Sequential(nn.Linear(d_model, hidden), gelu, nn.Linear(hidden, d_model), nn.Dropout(dropout))
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None = None,
                 key_mask: Tensor | None = None, causal: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """x [B, N, D]; past = (keys, values) [B, H, P, Dh] to attend to besides x itself;
         key_mask [B, P + N] bool (True = attend) or None; causal: x[i] attends to x[<= i] (and
         all of past). Returns (x, (keys, values) of x)."""
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        cos, sin = rope
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = self.project(x, rope)
         keys, values = (k, v) if past is None else (torch.cat((past[0], k), 2), torch.cat((past[1], v), 2))
         mask = None if key_mask is None else key_mask[:, None, None, :]
-        if causal and n > 1:
+        if causal and x.shape[1] > 1:
+            n = x.shape[1]
             p = keys.shape[2] - n
             order = torch.ones(n, p + n, dtype=torch.bool, device=x.device).tril(p)
             mask = order if mask is None else mask & order
+        return self.attend(x, q, keys, values, mask), (k, v)
+
+    def project(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values [B, H, N, Dh] of x [B, N, D], rotated by rope (cos, sin of
+        shape [N, Dh / 2], or [B, 1, N, Dh / 2] when each row has its own positions)."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        cos, sin = rope
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def attend(self, x: Tensor, q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> Tensor:
+        """The rest of the block for x [B, N, D] given its queries and the keys/values it attends to."""
+        b, n, d = x.shape
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
                                              dropout_p=self.dropout if self.training else 0.0)
         x = x + self.proj(out.transpose(1, 2).reshape(b, n, d))
-        x = x + self.mlp(self.norm2(x))
-        return x, (k, v)
+        return x + self.mlp(self.norm2(x))
 
 
 class TimeEmbedding(nn.Module):

@@ -33,11 +33,13 @@ class TargetEmbedding(nn.Module):
         self.time = TimeEmbedding(cfg.d_model) if cfg.time_conditioning else None
         self.positions = nn.Parameter(torch.zeros(cfg.seq_len, cfg.d_model)) if cfg.learned_positions else None
 
-    def forward(self, ids: Tensor, t: Tensor | None, values: Tensor | None, start: int = 0) -> Tensor:
-        """`start`: the target position of ids[:, 0] (incremental decoding runs a slice)."""
+    def forward(self, ids: Tensor, t: Tensor | None, values: Tensor | None, start: int = 0,
+                index: Tensor | None = None) -> Tensor:
+        """`start`: the target position of ids[:, 0] (incremental decoding runs a slice); or
+        `index` [B, M]: the target position of each of ids' tokens (a sampler recomputing a few)."""
         x = self.tokens(ids)
         if self.positions is not None:
-            x = x + self.positions[start:start + ids.shape[1]]
+            x = x + (self.positions[start:start + ids.shape[1]] if index is None else self.positions[index])
         if values is not None and self.values is not None:
             x = x + self.values(values)
         if self.time is not None:
@@ -94,9 +96,11 @@ class Heads(nn.Module):
         nn.init.zeros_(self.discrete.weight)
         nn.init.zeros_(self.discrete.bias)
 
-    def forward(self, h: Tensor) -> DenoiserOutput:
+    def forward(self, h: Tensor, where: Tensor | None = None) -> DenoiserOutput:
+        """h [B, N, D]; where [B, N] bool: the discrete head at those positions only, logits [M, V]
+        (a training loss that reads only them skips the rest of the largest output matmul)."""
         h = self.norm(h)
-        return DenoiserOutput(self.discrete(h).float(),
+        return DenoiserOutput(self.discrete(h if where is None else h[where]).float(),
                               None if self.continuous is None else self.continuous(h).float())
 
 

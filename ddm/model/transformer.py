@@ -53,8 +53,8 @@ class MaskedDiffusionTransformer(PretrainedModel):
         self.target_embedding = TargetEmbedding(config)
         self.condition_embedding = ConditionEmbedding(config)
         self.rotary = Rotary(config.d_model // config.heads, axes)
-        self.blocks = nn.ModuleList(Block(config.d_model, config.heads, config.mlp_ratio, config.dropout)
-                                    for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(config.d_model, config.heads, config.mlp_ratio, config.dropout,
+                                          config.activation) for _ in range(config.depth))
         self.heads = Heads(config)
         self.register_buffer("target_coords", target_coordinates(config), persistent=False)
         self._init_weights()
@@ -84,12 +84,14 @@ class MaskedDiffusionTransformer(PretrainedModel):
         return Prefix(keys, values, mask)
 
     def forward(self, ids: Tensor, t: Tensor | None = None, cond: Condition | None = None,
-                prefix: Prefix | None = None, values: Tensor | None = None) -> DenoiserOutput:
+                prefix: Prefix | None = None, values: Tensor | None = None,
+                where: Tensor | None = None) -> DenoiserOutput:
         """Predict the clean tokens (and continuous values) of every target position.
 
         ids [B, N] with masked positions set to `config.mask_id`; t [B] in [0, 1] (used
         when time-conditioned); either `cond` or its cached `prefix` (from
-        `encode_prefix`); values [B, N, C] noisy continuous inputs, if any.
+        `encode_prefix`); values [B, N, C] noisy continuous inputs, if any; where [B, N]
+        bool: run the discrete head at these positions only (logits [M, V], row-major order).
         """
         check_inputs(self.config, ids, t, cond, values, prefix, joint=is_joint(self))
         if prefix is None:
@@ -103,7 +105,40 @@ class MaskedDiffusionTransformer(PretrainedModel):
         for i, block in enumerate(self.blocks):
             past = None if prefix is None else (prefix.keys[i], prefix.values[i])
             x, _ = block(x, rope, past=past, key_mask=key_mask, causal=self.config.causal)
-        return self.heads(x)
+        return self.heads(x, where)
+
+    def forward_cached(self, ids: Tensor, t: Tensor | None, index: Tensor | None,
+                       cache: list[tuple[Tensor, Tensor]] | None, prefix: Prefix | None = None
+                       ) -> tuple[DenoiserOutput, list[tuple[Tensor, Tensor]]]:
+        """Approximate reuse across sampling steps (the dKV-cache / Fast-dLLM idea): run only the
+        target positions `index` [B, M] of ids [B, N] (the whole current state); every other
+        position is attended to through the keys/values that `cache` (per layer, [B, H, N, Dh])
+        holds from the last call that ran it. Those go stale as the tokens around them change,
+        which is the approximation; with every position in `index` the call is exact. `index`
+        may repeat a position (padding rows to one width). `cache=None`: run every position and
+        build the cache. Returns the outputs at `index` (all positions when building) and the
+        cache with the run positions' keys/values written in."""
+        check_inputs(self.config, ids, t, None, None, prefix)
+        if cache is None:
+            index = None
+        x = self.target_embedding(ids if index is None else ids.gather(1, index), t, None, index=index)
+        cos, sin = self.rotary(self.target_coords)
+        rope = (cos, sin) if index is None else (cos[index][:, None], sin[index][:, None])
+        key_mask = None
+        if prefix is not None and prefix.mask is not None:
+            key_mask = torch.cat((prefix.mask, torch.ones(ids.shape, dtype=torch.bool, device=ids.device)), 1)
+            key_mask = key_mask[:, None, None, :]
+        written = []
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.project(x, rope)
+            if index is not None:  # write the run positions into the stale cache
+                where = index[:, None, :, None].expand_as(k)
+                k, v = cache[i][0].scatter(2, where, k), cache[i][1].scatter(2, where, v)
+            written.append((k, v))
+            if prefix is not None:
+                k, v = torch.cat((prefix.keys[i], k), 2), torch.cat((prefix.values[i], v), 2)
+            x = block.attend(x, q, k, v, key_mask)
+        return self.heads(x), written
 
     def extend(self, ids: Tensor, start: int, cache: Prefix | None) -> tuple[DenoiserOutput, Prefix]:
         """Causal models: run target positions start .. start+M-1 (ids [B, M]) given `cache`,

@@ -1,10 +1,22 @@
 """The sampler's model calls: cached condition prefix, guidance rows, reuse, and the NFE count.
 
-NFE (number of function evaluations) is counted per sample: one call of the denoiser on a
-batch evaluates each row once and adds 1; a guided call evaluates every row twice
-(conditional and unconditional, batched into one call of 2B rows) and adds 2. A reused
-prediction adds 0. Encoding the condition prefix is not counted: it runs once per sample
-(with `cache_prefix`) and costs less than a call on the target.
+NFE (number of function evaluations) is counted per sample: one call of the denoiser
+evaluates a row once and adds 1 to it; a guided call evaluates the row twice (conditional
+and unconditional, batched into one call of 2B rows) and adds 2. A reused prediction adds 0.
+Encoding the condition prefix is not counted: it runs once per sample (with `cache_prefix`)
+and costs less than a call on the target.
+
+Rows leave the call (`reuse`): a row whose tokens did not change since its last call (it is
+done, or this step revealed nothing in it) is not run again. Its last prediction is exact,
+because the model's time is a function of the tokens. `nfe` counts the calls of the batch,
+`row_nfe` those of each row, so a batch whose rows finish early costs fewer calls per sample
+than per batch.
+
+Approximate target cache (`cache_targets`, the dKV-cache / Fast-dLLM idea): a call runs only
+the masked positions and those whose token changed since they last ran; the other positions
+are attended to through the keys/values of their last run. Those are stale by however much
+the tokens around them changed since, which is the approximation. `refresh` > 0 runs every
+position every `refresh` calls.
 """
 
 from __future__ import annotations
@@ -18,41 +30,123 @@ from .guidance import ClassifierFreeGuidance
 
 class Denoise:
     def __init__(self, model, cond: Condition | None, guidance: ClassifierFreeGuidance | None = None,
-                 cache_prefix: bool = True, reuse: bool = True):
+                 cache_prefix: bool = True, reuse: bool = True, cache_targets: bool = False, refresh: int = 0):
         self.model = model
         self.guidance = guidance
         self.cond = guidance.rows(cond) if guidance is not None else cond
+        if cache_targets:
+            _check_target_cache(model)
         self.prefix = None
-        if cache_prefix and getattr(model, "supports_prefix_cache", False) and self.cond is not None:
+        if (cache_prefix or cache_targets) and getattr(model, "supports_prefix_cache", False) and self.cond is not None:
             # Exact: the prefix never attends to the target, so its keys/values do not change.
             self.prefix = model.encode_prefix(self.cond)
         self.reuse = reuse
+        self.cache_targets, self.refresh = cache_targets, refresh
         self.nfe = 0
-        self._last: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self.row_nfe: Tensor | None = None  # [B] calls per row
+        self.positions_run = 0  # target positions run by the model (x2 when guided), against...
+        self.positions_total = 0  # ...those a call of every fed row on every position would run
+        self._ids: Tensor | None = None  # [B, N] the tokens at each row's last call
+        self._out: tuple[Tensor, Tensor | None] | None = None  # the prediction for every row
+        self._kv: list[tuple[Tensor, Tensor]] | None = None  # cache_targets: per layer [fed rows, H, N, Dh]
+        self._ran: Tensor | None = None  # cache_targets: [fed rows, N] the token each position last ran with
+        self._raw: Tensor | None = None  # cache_targets: [fed rows, N, V] logits of each position's last run
+        self._calls = 0
 
     def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ids [B, N] (and a joint model's noisy vectors [B, N, C]) -> (logits or guided log-probs
         [B, N, V], continuous [B, N, C] or None)."""
-        if self.reuse and self._last is not None and torch.equal(self._last[0], ids) and values is None:
-            # Nothing changed since the last call, and t is a function of ids: same prediction.
-            return self._last[1], self._last[2]
-        rows, times, vectors = ids, t, values
+        b = ids.shape[0]
+        if self.row_nfe is None:
+            self.row_nfe = torch.zeros(b, dtype=torch.long, device=ids.device)
+        rows = None  # every row
+        if self.reuse and self._ids is not None and values is None:
+            changed = (ids != self._ids).any(1)
+            if not changed.any():
+                return self._out
+            if not changed.all():
+                rows = changed.nonzero()[:, 0]
+        factor = 1 if self.guidance is None else 2
+        self.nfe += factor
+        self.row_nfe[slice(None) if rows is None else rows] += factor
+        fed = rows if rows is None or self.guidance is None else torch.cat([rows, rows + b])
+        pick = (lambda x: x) if rows is None else (lambda x: None if x is None else x[rows])  # noqa: E731
+        tokens, times, vectors = ids if rows is None else ids[rows], pick(t), pick(values)
         if self.guidance is not None:
-            rows, times = torch.cat([ids, ids]), torch.cat([t, t])
-            vectors = None if values is None else torch.cat([values, values])
-        extra = {} if vectors is None else {"values": vectors}  # a discrete-only denoiser need not take values
-        if self.prefix is not None:
-            out = self.model(rows, t=times, prefix=self.prefix, **extra)
+            tokens, times = torch.cat([tokens, tokens]), torch.cat([times, times])
+            vectors = None if vectors is None else torch.cat([vectors, vectors])
+        if self.cache_targets:
+            logits, continuous = self._cached(tokens, times, fed), None
         else:
-            out = self.model(rows, t=times, cond=self.cond, **extra)
-        self.nfe += rows.shape[0] // ids.shape[0]
-        logits, continuous = out.logits, out.continuous
+            logits, continuous = self._run(tokens, times, vectors, fed)
         vocab = self.model.config.vocab_size
-        if logits.shape != (*rows.shape, vocab):
+        if logits.shape != (*tokens.shape, vocab):
             raise ValueError(f"model: returned logits of shape {tuple(logits.shape)}, expected "
-                             f"{(*rows.shape, vocab)} (model.config.vocab_size={vocab})")
+                             f"{(*tokens.shape, vocab)} (model.config.vocab_size={vocab})")
         if self.guidance is not None:
             logits = self.guidance.combine(logits)
             continuous = None if continuous is None else self.guidance.combine_continuous(continuous)
-        self._last = (ids.clone(), logits, continuous)
-        return logits, continuous
+        if rows is not None:  # the other rows keep their last prediction
+            logits = self._out[0].index_copy(0, rows, logits)
+            if continuous is not None:
+                continuous = self._out[1].index_copy(0, rows, continuous)
+        self._ids, self._out = ids.clone(), (logits, continuous)
+        return self._out
+
+    def _run(self, tokens: Tensor, times: Tensor, vectors: Tensor | None, fed: Tensor | None):
+        extra = {} if vectors is None else {"values": vectors}  # a discrete-only denoiser need not take values
+        self.positions_run += tokens.numel()
+        self.positions_total += tokens.numel()
+        if self.prefix is not None:
+            prefix = self.prefix if fed is None else self.prefix.select(fed)
+            out = self.model(tokens, t=times, prefix=prefix, **extra)
+        else:
+            cond = self.cond if fed is None or self.cond is None else self.cond.select(fed)
+            out = self.model(tokens, t=times, cond=cond, **extra)
+        return out.logits, out.continuous
+
+    def _cached(self, tokens: Tensor, times: Tensor, fed: Tensor | None) -> Tensor:
+        """Raw logits [fed rows, N, V] with only the stale positions run (`cache_targets`)."""
+        prefix = self.prefix if self.prefix is None or fed is None else self.prefix.select(fed)
+        every = slice(None) if fed is None else fed
+        stale = None
+        if self._kv is not None and not (self.refresh and self._calls % self.refresh == 0):
+            stale = (tokens != self._ran[every]) | (tokens == self.model.config.mask_id)
+            width = int(stale.sum(1).max())
+            if width == tokens.shape[1]:
+                stale = None  # every position is stale: one exact call
+        self._calls += 1
+        n = tokens.shape[1]
+        if stale is None:
+            out, kv = self.model.forward_cached(tokens, times, None, None, prefix)
+            raw, ran, width = out.logits, tokens, n
+        else:
+            # The stale positions first (stable order), then as many fresh ones as the widest row needs.
+            index = torch.argsort((~stale).to(torch.int8), dim=1, stable=True)[:, :max(width, 1)]
+            cached = [(k[every], v[every]) for k, v in self._kv]
+            out, kv = self.model.forward_cached(tokens, times, index, cached, prefix)
+            vocab = out.logits.shape[-1]
+            raw = self._raw[every].scatter(1, index[..., None].expand(-1, -1, vocab), out.logits)
+            ran = self._ran[every].scatter(1, index, tokens.gather(1, index))
+        self.positions_run += tokens.shape[0] * max(width, 1)
+        self.positions_total += tokens.numel()
+        if fed is None:
+            self._kv, self._ran, self._raw = kv, ran, raw
+        else:
+            for (k, v), (k_new, v_new) in zip(self._kv, kv):
+                k[fed], v[fed] = k_new, v_new
+            self._ran[fed], self._raw[fed] = ran, raw
+        return raw
+
+
+def _check_target_cache(model) -> None:
+    name = type(model).__name__
+    if not hasattr(model, "forward_cached"):
+        raise ValueError(f"sample.cache_targets: the model ({name}) has no target key/value cache "
+                         "(forward_cached); set sample.cache_targets=false")
+    if getattr(model.config, "continuous_dim", 0):
+        raise ValueError(f"sample.cache_targets: the model ({name}) has a continuous head, whose vectors the "
+                         "approximate cache does not carry; set sample.cache_targets=false")
+    if getattr(model.config, "causal", False):
+        raise ValueError(f"sample.cache_targets: the model ({name}) is causal; decode it with its own "
+                         "incremental cache (ddm.autoregressive)")

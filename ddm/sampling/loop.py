@@ -54,6 +54,8 @@ class Sampler:
     block_size: int = 0  # 0: the whole target is one block
     cache_prefix: bool = True
     reuse_predictions: bool = True
+    cache_targets: bool = False  # approximate: run only masked and changed tokens (ddm.sampling.denoise)
+    cache_refresh: int = 0  # with cache_targets: run every token every this many calls (0: only the first)
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
     step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
     continuous_noise: float = 0.0  # joint models: share of the vectors' noise redrawn per step (0: the ODE)
@@ -63,7 +65,8 @@ class Sampler:
                   ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
                   ("continuous_noise", 0 <= self.continuous_noise <= 1, "in [0, 1]"),
-                  ("block_size", self.block_size >= 0, ">= 0 (0: one block)")]
+                  ("block_size", self.block_size >= 0, ">= 0 (0: one block)"),
+                  ("cache_refresh", self.cache_refresh >= 0, ">= 0 (0: only the first call)")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"sampler.{name}: {getattr(self, name)!r} is out of range; expected {allowed}")
@@ -84,6 +87,7 @@ class Sampler:
                    temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                    guidance_scale=cfg.guidance_scale, block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
                    reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
+                   cache_targets=cfg.cache_targets, cache_refresh=cfg.cache_refresh,
                    **({} if process is None else {"process": process}))
 
     @classmethod
@@ -143,7 +147,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
     """Decode a batch of fully masked targets (apart from `fixed`) into tokens.
 
     The batch size is `num_samples`, or the rows of `cond` / `fixed` (a single row is
-    repeated). `generator` (default: a CPU generator seeded 0) drives every random draw, so
+    repeated). `SampleResult.nfe` counts the calls of the batch, `row_nfe` each sample's. `generator` (default: a CPU generator seeded 0) drives every random draw, so
     the same seed gives the same sample. `processors` (`ddm.sampling.constraints`) rewrite
     the logits of every step, e.g. to forbid tokens per position. Call `model.eval()` first
     if it has dropout.
@@ -164,7 +168,8 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
         generator = torch.Generator().manual_seed(0)
 
     state = SamplingState.start(batch, n, cfg.mask_id, device, *(fixed or (None, None)))
-    denoise = Denoise(model, cond, guidance, sampler.cache_prefix, sampler.reuse_predictions)
+    denoise = Denoise(model, cond, guidance, sampler.cache_prefix, sampler.reuse_predictions,
+                      sampler.cache_targets, sampler.cache_refresh)
     # A joint model's vectors (`ddm.continuous`), carried from step to step. On their own clock (`lag`),
     # the ids take all but the last call, which finishes the vectors given every id.
     flow = ContinuousSampler.for_model(model, sampler.continuous_noise)
@@ -232,7 +237,8 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
         raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
     if trace is not None:
         trace.committed_at = state.committed_at
-    return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence, state.committed_at)
+    return SampleResult(state.ids, denoise.nfe, trace, state.continuous, state.confidence, state.committed_at,
+                        denoise.row_nfe, denoise.positions_run / max(denoise.positions_total, 1))
 
 
 def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: Sampler | None = None,
@@ -241,7 +247,8 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
     """`sample` in batches of at most `batch_size` rows, one generator throughout.
 
     `cond` / `fixed` hold one row for all samples or one row per sample. The NFE returned
-    is the largest of the batches' (they are equal unless the count rule is adaptive).
+    is the largest of the batches' (they are equal unless the count rule is adaptive); `row_nfe`
+    is every sample's own.
     """
     if generator is None:
         generator = torch.Generator().manual_seed(0)
@@ -253,8 +260,9 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
             (fixed[0][rows], fixed[1][rows])
         parts.append(sample(model, len(rows), sampler=sampler, cond=c, fixed=f, generator=generator, **kwargs))
     continuous = None if parts[0].continuous is None else torch.cat([p.continuous for p in parts])
+    run = sum(p.positions_run * p.ids.shape[0] for p in parts) / num_samples
     return SampleResult(torch.cat([p.ids for p in parts]), max(p.nfe for p in parts), None, continuous,
-                        torch.cat([p.confidence for p in parts]))
+                        torch.cat([p.confidence for p in parts]), None, torch.cat([p.row_nfe for p in parts]), run)
 
 
 # --------------------------------------------------------------------------- helpers

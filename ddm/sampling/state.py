@@ -105,8 +105,15 @@ class Trace:
 @dataclass
 class SampleResult:
     ids: Tensor  # [B, N] long, no mask id left
-    nfe: int  # network evaluations per sample (see ddm.sampling.denoise)
+    nfe: int  # calls of the batch, so the most any sample had (see ddm.sampling.denoise)
     trace: Trace | None = None
     continuous: Tensor | None = None  # [B, N, C] vectors (data, never a velocity) when the model has a continuous head
     confidence: Tensor | None = None  # [B, N] probability of each token when committed (1 for fixed)
     committed_at: Tensor | None = None  # [B, N] step that committed each token (-1: fixed)
+    row_nfe: Tensor | None = None  # [B] calls per sample (rows leave the calls once their tokens stop changing)
+    positions_run: float = 1.0  # share of the target positions the calls ran (< 1 with cache_targets)
+
+    @property
+    def calls_per_sample(self) -> float:
+        """Mean model calls per sample (`nfe` counts the calls of the batch)."""
+        return self.nfe if self.row_nfe is None else float(self.row_nfe.float().mean())

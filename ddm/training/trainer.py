@@ -65,6 +65,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def conv_memory_format(model: nn.Module, channels_last: bool) -> None:
+    """Convolution weights (4-D, 5-D) in channels-last order (oneDNN's faster CPU kernels; the
+    activations follow them), or back to the default order (safetensors saves only that)."""
+    for p in model.parameters():
+        if p.dim() in (4, 5):
+            fmt = torch.contiguous_format
+            if channels_last:
+                fmt = torch.channels_last if p.dim() == 4 else torch.channels_last_3d
+            p.data = p.data.contiguous(memory_format=fmt)  # the same Parameter: optimizer references hold
+
+
 def end_processes(wait: bool = True) -> None:
     """Leave the process group (under `accelerate launch`) before the interpreter exits: gloo's
     threads still running at exit abort the process ("terminate called without an active
@@ -107,10 +118,14 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
                                        gradient_accumulation_steps=config.grad_accum,
                                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        if config.channels_last:
+            conv_memory_format(model, True)
         optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr,
-                                      betas=(config.betas[0], config.betas[1]))
+                                      betas=(config.betas[0], config.betas[1]), fused=config.fused_optimizer or None)
         self.model = model  # the plain module; DDP (when launched) wraps it in `self._wrapped`
         self._wrapped, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if config.compile:  # what loss_fn runs; the plain module (same parameters) is saved and evaluated
+            self._wrapped = torch.compile(self._wrapped)
         # Not prepared: accelerate would step it once per process; ours steps once per optimizer step.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer.optimizer, self._lr_lambda)
         self.ema = EMA(model, config.ema_decay) if config.ema_decay > 0 else None
@@ -135,6 +150,8 @@ class Trainer:
             raise KeyboardInterrupt(f"interrupted at step {result.step}; checkpoint saved, run again to resume")
         if self.ema is not None:
             self.ema.copy_to(self.model)
+        if self.config.channels_last:
+            conv_memory_format(self.model, False)
         self.model.eval()
         if save_to is not None:
             if self.is_main:
@@ -188,6 +205,7 @@ class Trainer:
             # The next lr follows this run's schedule (which may be longer than the saved run's).
             for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
                 group["lr"] = base_lr * self._lr_lambda(step)
+                group["fused"] = self.config.fused_optimizer or None  # this run's switch, not the saved one
         if self.is_main:
             self._truncate_metrics(step)
         self.accelerator.wait_for_everyone()
