@@ -22,6 +22,7 @@ them alike; each cost is the median over the rounds.
 
 from __future__ import annotations
 
+import ctypes
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -205,6 +206,7 @@ class _peak_memory:
 
     def __enter__(self):
         self.mb = None
+        _release_free_memory()  # memory freed by an earlier mode would otherwise hide this one's growth
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -217,6 +219,14 @@ class _peak_memory:
         if self.start is not None and not exc[0]:
             self.mb = (_status_kb("VmHWM") - self.start) / 1024
         return False
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the system (glibc's malloc_trim), where there is glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _status_kb(field_name: str) -> int:

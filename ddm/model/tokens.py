@@ -115,7 +115,8 @@ def check_inputs(cfg: ModelConfig, ids: Tensor, t: Tensor | None, cond: Conditio
         raise ValueError(f"ids: expected integer token ids, got dtype {ids.dtype}")
     if ids.shape[1] != cfg.seq_len:
         raise ValueError(f"ids: expected {cfg.seq_len} tokens per row (model.shape={cfg.shape}), got {ids.shape[1]}")
-    lo, hi = int(ids.min()), int(ids.max())
+    # The range check reads values; under torch.compile (train.compile) it would break the graph.
+    lo, hi = (0, 0) if torch.compiler.is_compiling() else (int(ids.min()), int(ids.max()))
     if lo < 0 or hi > cfg.mask_id:
         bad = lo if lo < 0 else hi
         raise ValueError(f"ids: token id {bad} is outside the vocabulary [0, {cfg.vocab_size}) "
