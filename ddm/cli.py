@@ -81,7 +81,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    _task(args).bench(args.model, tuple(args.modes), args.batch, args.rounds, args.singles)
+    _task(args).bench(args.model, tuple(args.modes), args.batch, args.rounds, args.singles, args.train)
     return 0
 
 
@@ -177,13 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verb("bench", cmd_bench, "Decoding modes of a trained model side by side in one run: the task's own "
                  "quality beside ms per sample (batch N and 1), calls, tokens per call and memory (ddm.bench).",
                  model=True)
-    bench.add_argument("--modes", nargs="+", default=["plain", "cached", "approximate", "int8", "learned",
+    bench.add_argument("--modes", nargs="*", default=["plain", "cached", "approximate", "int8", "learned",
                                                        "autoregressive"],
                        help="plain cached approximate int8 learned autoregressive (default: all; those the "
                             "model lacks are skipped with a note)")
     bench.add_argument("--batch", type=int, default=500, help="batch N (default 500)")
     bench.add_argument("--rounds", type=int, default=2, help="rounds of every mode; quality on rounds x batch samples")
     bench.add_argument("--singles", type=int, default=20, help="samples drawn one at a time per mode and round")
+    bench.add_argument("--train", action="store_true",
+                       help="then training tokens/s and MFU at this model's size against a transformers BERT body "
+                            "(ddm.throughput; --modes with no names: only that)")
     verb("run", cmd_run, "The main job: train, then evaluate.").add_argument("--force", action="store_true",
                                                                              help=force_help)
     for name, fn, text in (("encode", cmd_encode, "A tokenizer's inputs -> ids."),

@@ -101,7 +101,7 @@ class Task:
         raise self._unsupported("distill")
 
     def bench(self, model_dir: str | Path | None = None, modes: tuple[str, ...] = (), batch: int = 500,
-              rounds: int = 2, singles: int = 20) -> dict:
+              rounds: int = 2, singles: int = 20, train: bool = False) -> dict:
         raise self._unsupported("bench")
 
     def encode_file(self, source: str, target: str, model_dir: str | Path | None = None) -> str:
@@ -321,12 +321,21 @@ class DiffusionTask(Task):
                 **self.describe_samples(result, cond), "written": str(path)}
 
     def bench(self, model_dir: str | Path | None = None, modes: tuple[str, ...] = ("plain", "cached", "approximate"),
-              batch: int = 500, rounds: int = 2, singles: int = 20) -> dict[str, dict[str, float]]:
-        """`ddm bench`: the model's decoding modes side by side, quality beside cost (`ddm.bench`)."""
+              batch: int = 500, rounds: int = 2, singles: int = 20, train: bool = False) -> dict[str, dict[str, float]]:
+        """`ddm bench`: the model's decoding modes side by side, quality beside cost (`ddm.bench`); with
+        `train`, then the training tokens/s and MFU of its size against a BERT body (`ddm.throughput`)."""
         from .bench import bench
 
         self.prepare()
-        return bench(self, self.load_model(model_dir, quantized=False), list(modes), batch, rounds, singles)
+        model = self.load_model(model_dir, quantized=False)
+        figures = bench(self, model, list(modes), batch, rounds, singles) if modes else {}
+        if train:
+            from .throughput import compare, model_pair
+
+            print(f"training throughput at this model's size, batch {self.config.train.batch_size}:")
+            compare(model_pair(model.config), ["ddm", "ddm:sparse+fused", "hf"], self.config.train.batch_size,
+                    steps=10)
+        return figures
 
     def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128, model_dir: str | Path | None = None,
                 **options: Any) -> dict[str, Any]:

@@ -44,3 +44,22 @@ def test_bench_prints_quality_beside_cost_for_every_mode(trained, capsys):
 def test_bench_refuses_an_unknown_mode(trained, capsys):
     assert main(["--threads", "1", "bench", *trained, "--modes", "cached", "fp4"]) == 2
     assert "unknown mode 'fp4'" in capsys.readouterr().err
+
+
+def test_bench_train_compares_the_models_size_with_a_bert_body(trained, capsys):
+    assert main(["--threads", "1", "bench", *trained, "--modes", "--train"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 16 x seq 32" in out and "matmul peak" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.split() and line.split()[0] in ("ddm", "ddm:sparse+fused", "hf")}
+    assert set(rows) == {"ddm", "ddm:sparse+fused", "hf"}
+    assert rows["hf"][-4] == "1.00x"  # the reference
+    assert all(0 < float(r[7].rstrip("%")) < 100 for r in rows.values())  # MFU against this run's peak
+
+
+def test_throughput_variants_are_checked():
+    from ddm.throughput import parse_variant
+
+    assert parse_variant("ddm:sparse+fused") == ("ddm", {"sparse", "fused"})
+    with pytest.raises(ValueError, match="bad entry 'hf:gelu'"):
+        parse_variant("hf:gelu")

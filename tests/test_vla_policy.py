@@ -271,3 +271,12 @@ def test_guidance_works_for_a_policy_trained_with_condition_dropout():
     untrained.fit_statistics(synthetic_features()[1], torch.randn(8, 4))
     with pytest.raises(ValueError, match="not trained with condition dropout"):
         untrained.predict_chunk(batch_features(feats, torch.arange(3)))
+
+
+def test_eval_switches_become_decoder_sampler_fields():
+    from tasks.vla.config import EvalSection
+    from tasks.vla.evaluate import sampler_overrides
+
+    assert sampler_overrides(EvalSection()) == {}
+    assert sampler_overrides(EvalSection(steps=2, learned=True, cache_targets=True)) == \
+        {"steps": 2, "learned": True, "cache_targets": True}

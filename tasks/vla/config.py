@@ -125,6 +125,7 @@ class EvalSection:
     ensemble: float = bounded(0.0, 0.0)  # temporal ensembling of overlapping chunks, exp(-ensemble * age) (0: off)
     steps: int = bounded(0, 0)  # decoder steps per chunk (0: the policy's own policy.sample.steps)
     learned: bool = False  # decode with the sampler distilled for those steps (ddm distill)
+    cache_targets: bool = False  # decode with the approximate target cache (sample.cache_targets)
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "eval.tasks")

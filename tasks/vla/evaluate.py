@@ -41,8 +41,9 @@ def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float, s
 
 
 def sampler_overrides(e: EvalSection) -> dict:
-    """The decoder's sample fields the evaluation changes (eval.steps, eval.learned)."""
-    return {**({"steps": e.steps} if e.steps else {}), **({"learned": True} if e.learned else {})}
+    """The decoder's sample fields the evaluation changes (eval.steps, eval.learned, eval.cache_targets)."""
+    return {**({"steps": e.steps} if e.steps else {}), **({"learned": True} if e.learned else {}),
+            **({"cache_targets": True} if e.cache_targets else {})}
 
 
 def policy_observation(obs, images: dict, cameras: list[str], text: str) -> dict:
