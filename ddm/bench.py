@@ -106,7 +106,8 @@ def bench(task, model, names: list[str], batch: int, rounds: int, singles: int) 
     seed = task.config.sample.seed
     total = rounds * batch
     cond, fixed = task.sample_conditions(total), task.sample_fixed(total)
-    generated = model.config.seq_len
+    # generated tokens per sample: fixed ones are given, not generated
+    generated = model.config.seq_len if fixed is None else float((~fixed.mask).sum(1).float().mean())
     for r in range(rounds):
         rows = torch.arange(r * batch, (r + 1) * batch)
         c, f = _take(cond, rows), _take(fixed, rows)
@@ -126,8 +127,6 @@ def bench(task, model, names: list[str], batch: int, rounds: int, singles: int) 
                 start = time.perf_counter()
                 mode.draw(len(one), 1, _take(cond, one), _take(fixed, one), seed + r)
                 mode.ms_single.append(1000 * (time.perf_counter() - start) / len(one))
-        if fixed is not None:
-            generated = float((~fixed.mask).sum(1).float().mean())
     figures = {}
     print("quality (the task's own metrics, the same seeds and conditions for every mode):")
     for mode in modes:

@@ -34,6 +34,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .config import ModelConfig
 from .model import MaskedDiffusionTransformer, build_denoiser
@@ -142,7 +143,8 @@ def compare(common: dict, variants: list[str], batch: int, steps: int, warmup: i
         for r in runners:
             r.step(batches[i], timed=False)
     round_ratios = [[] for _ in runners]  # per runner and round: hf time / its time on the same batches
-    for start in range(warmup, total, round_):  # A B C A B C ...: machine noise hits all alike
+    rounds = tqdm(range(warmup, total, round_), desc="timing rounds", unit="round", leave=False)
+    for start in rounds:  # A B C A B C ...: machine noise hits all alike
         spent = []
         for r in runners:
             before = sum(r.times)
