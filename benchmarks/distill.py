@@ -11,7 +11,8 @@ For each step budget K, on the task's trained model (run_dir/model) and its `sam
 * grid: the best of temperature x order (random; confidence with Gumbel 2 or 4; spread with
   Gumbel 0 or 1) x count schedule (linear, cosine) at K steps, chosen on held-out seeds (its
   own samples) by the summed remaining gap of the metrics (see `remaining_gap`);
-* LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured;
+* LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured; LSD
+  starts afresh (the budget's saved sampler is removed first), LSD+ also from LSD's result;
 * teacher: the config's sampler at --teacher-steps (default min(128, tokens)).
 Every row of one budget is measured on the same test seed and number of samples; the gaps
 closed are against the best plain sampler. The picture (each metric against NFE) is written
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddm.experiment import load_experiment  # noqa: E402
+from ddm.sampling.learned import learned_file  # noqa: E402
 from ddm.task import build_task  # noqa: E402
 
 GRID = {"temperature": [0.7, 0.85, 1.0],
@@ -80,6 +82,8 @@ def main() -> None:
     p.add_argument("--distill-seconds", type=float, default=480.0)
     p.add_argument("--test-seed", type=int, default=777)
     p.add_argument("--teacher-steps", type=int, default=128, help="clamped to one token per step")
+    p.add_argument("--teacher-order", default="auto", choices=["auto", "random", "student"],
+                   help="the distillation loss's teacher order (ddm distill --teacher-order)")
     p.add_argument("--out", default="benchmarks/results/distill.png")
     args = p.parse_args()
 
@@ -97,12 +101,15 @@ def main() -> None:
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
         for name, points in (("plain", PLAIN), ("grid", list(grid_points()))):
             rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
+        # LSD starts afresh; LSD+ then starts from LSD's file too (`ddm distill` starts from the saved one).
+        learned_file(task.model_dir(), task.sample_config(steps=k)).unlink(missing_ok=True)
         for name, plus in (("LSD", False), ("LSD+", True)):
             start = time.perf_counter()
-            report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds)
+            report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds,
+                                  teacher_order=args.teacher_order)
             m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
-            m.update(distill_seconds=time.perf_counter() - start, path_kl=report["path_kl_learned"],
-                     path_kl_plain=report["path_kl_plain"])
+            m.update(distill_seconds=time.perf_counter() - start, loss=report["loss_learned"],
+                     loss_plain=report["loss_plain"])
             rows[name].append((k, m))
         print_budget(k, rows, teacher, teacher_steps, args.metrics)
     out = Path(args.out)
@@ -125,7 +132,7 @@ def print_budget(k: int, rows: dict, teacher: dict, teacher_steps: int, metrics:
     print(f"best plain: {rows['plain'][-1][1]['point'] or 'the config'}; grid point: {rows['grid'][-1][1]['point']}")
     for name in ("LSD", "LSD+"):
         m = rows[name][-1][1]
-        print(f"{name}: path KL {m['path_kl_plain']:.4f} -> {m['path_kl']:.4f} nats/token, "
+        print(f"{name}: distillation loss {m['loss_plain']:.4f} -> {m['loss']:.4f} nats/token, "
               f"distilled in {m['distill_seconds']:.0f} s")
 
 

@@ -5,33 +5,42 @@ per-step coefficients (`ddm.sampling.learned`): a temperature, an order weight a
 weight per step (LSD), and the revealed fraction after each step (LSD+).
 
 Teacher. The same model decoding one token per step (or `teacher_steps` groups, whichever
-is more steps), which is exact sampling from the model for any order that looks only at the
-revealed tokens.
+is more steps), by default (`teacher_order=auto`) in a uniformly random order: MDLM's exact
+sampler of the model, and the config's own sampler at many steps where its order is random.
 
-Alignment and divergence. Each student sample is scored against the teacher along the
-student's own path: the teacher reveals the tokens in the student's order, the tokens of
-one student step one after another (in a random order, drawn once per sample), so the
-teacher's states at the student's step boundaries are the student's states. The loss is
-the Monte-Carlo estimate, per generated token, of
+Divergence. The loss is the Monte-Carlo estimate, per generated token, of
 
-    sum_i KL( student's step i  ||  teacher's sub-steps over the same interval )
-        = E_student [ sum_l log q_i(x_l | x_{t_i}) - log p(x_l | x_{t_i}, tokens of step i before l) ],
+    E_student [ sum_i sum_{l in step i} log q_i(x_l | x_{t_i})  -  log p(x | sigma) ],
 
-q_i the distribution the student drew from (its temperature applied) and p the model's.
-The reverse KL is the one that is computable from student samples alone (no teacher
-rollouts), and it names exactly what few parallel steps get wrong: tokens drawn together
-that the teacher, drawing them one after another, would not have put together. The log q
-term is the student's entropy, so collapsing onto a few samples is not free. When the
-order looks only at the revealed tokens (random, margin, entropy), the path KL is an upper
-bound of the KL between the student's and the teacher's samples (data processing); the
-confidence order selects on the drawn token itself, which tilts what is kept, and the
-bound does not hold (a student on it can look better to this loss than it is).
+q_i the distribution the student's step i drew from (its temperature applied), p(x | sigma)
+the model's probability of the student's sample decoded one token at a time in a random
+order sigma (drawn per sample, shared by the two students of an SPSA pair). It is an upper
+bound of KL(student's samples || teacher's samples) for orders that look only at the
+revealed tokens (random, margin, entropy, spread): the first term is at least E log q(x)
+(conditioning on which tokens each step revealed lowers entropy; equality for a fixed order
+such as spread), and E_sigma log p(x | sigma) is at most the log of the teacher's
+probability (Jensen). So no choice of order can game it: a student scores well only if its
+samples are likely under the teacher and it keeps their entropy, which is the mode-seeking
+side of the match that few-step errors (tokens drawn together that do not belong together)
+show up on. The confidence order selects on the drawn token itself, which tilts what is
+kept, and the bound does not hold for it; `auto` therefore keeps the earlier alignment
+below for a confidence base order (the image and robot configs).
+
+`teacher_order=student` is the earlier alignment: the teacher reveals the tokens in the
+student's order, the tokens of one student step one after another, so its states at the
+student's step boundaries are the student's states, and the loss is the path KL of each
+student step against the teacher's sub-steps. It is a KL to a teacher that moves with the
+student's order, and the model's own one-token-at-a-time samples depend on the order (on the
+synthetic task: 53% impossible in the spread order, 47% in a random one), so it rewards
+students for the order's teacher rather than for the sampler we compare against.
 
 Gradients. None pass through the discrete steps: the coefficients (12 numbers at most) are
 fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
 on the same noise, i.e. the same generator seed for both students, gives a gradient
-estimate) with Adam, from the better (on held-out seeds) of two starts: the plain sampler,
-and the plain sampler with the spread order. The best iterate on held-out seeds is kept.
+estimate) with Adam, from the best (on held-out seeds) of up to three starts: the plain
+sampler, the plain sampler with the spread order, and the sampler saved for this budget
+before (`distill_to_folder`: LSD's, when LSD+ follows it). The best iterate on held-out
+seeds is kept, so distilling again never ends worse on the loss than the saved sampler.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ class DistillConfig:
     steps: int  # K, the student's step budget
     plus: bool = False  # LSD+: learn the reveal schedule too
     teacher_steps: int = 128  # the teacher's steps (clamped to one token per step)
+    teacher_order: str = "auto"  # random: a fixed teacher; student: in the student's order; auto: see the doc
     batch_size: int = 64  # student samples per loss evaluation
     iterations: int = 200
     max_seconds: float = 480.0  # stop early past this
@@ -69,6 +79,13 @@ class DistillConfig:
     def check(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps: {self.steps}; a sampler needs at least 1 step")
+        if self.teacher_order not in ("auto", "random", "student"):
+            raise ValueError(f"teacher_order: {self.teacher_order!r}; expected 'auto', 'random' or 'student'")
+
+    def resolved_teacher_order(self, base_order: str) -> str:
+        if self.teacher_order != "auto":
+            return self.teacher_order
+        return "student" if base_order == "confidence" else "random"
 
 
 @dataclass
@@ -110,9 +127,11 @@ def teacher_log_prob(model, ids: Tensor, committed_at: Tensor, sampler: Sampler,
     return total
 
 
-def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, cond=None, fixed=None,
-            processors: Sequence = ()) -> Tensor:
-    """[B] per-token path KL of `batch` student samples drawn with `seed` (see the module doc)."""
+def distill_loss(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, cond=None, fixed=None,
+                 processors: Sequence = (), teacher_order: str = "random") -> Tensor:
+    """[B] per-token loss of `batch` student samples drawn with `seed` (see the module doc): the KL
+    bound against the random-order teacher, or with `teacher_order="student"` the path KL against
+    the teacher in the student's order."""
     generator = torch.Generator().manual_seed(seed)
     result = sampler(model, batch, cond=cond, fixed=fixed, generator=generator, processors=processors)
     generated = result.committed_at >= 0
@@ -120,8 +139,9 @@ def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, 
     temperatures = torch.tensor(sampler.step_temperatures or [sampler.temperature], dtype=torch.float64)
     drawn = temperatures[result.committed_at.clamp(0, len(temperatures) - 1)] > 0
     student = (result.confidence.clamp_min(1e-300).log() * (generated & drawn)).sum(1)
-    teacher = teacher_log_prob(model, result.ids, result.committed_at, sampler, teacher_steps, generator,
-                               cond, processors)
+    # One student step for every generated token: the teacher's ties, a uniformly random order.
+    order = result.committed_at if teacher_order == "student" else result.committed_at.clamp_max(0)
+    teacher = teacher_log_prob(model, result.ids, order, sampler, teacher_steps, generator, cond, processors)
     return (student - teacher) / generated.sum(1).clamp_min(1)
 
 
@@ -131,14 +151,22 @@ def path_kl(model, sampler: Sampler, batch: int, seed: int, teacher_steps: int, 
 class Parameters:
     """Each per-step family is a quadratic in the step's progress u_i = i / (K - 1): 3 numbers per
     family however large K is, so that SPSA's noisy gradient has few directions to find:
-    log temperature, order weight, spread weight, and (LSD+) the log of each step's share of the
-    tokens."""
+    log temperature, order weight, asinh of the spread weight, and (LSD+) the log of each step's
+    share of the tokens.
+
+    The spread weight is learned through asinh because its useful range spans orders of
+    magnitude: near 0 it is linear (either sign is a dilated order, the reverse of bit reversal
+    too), while the spread order itself needs neighbouring ranks to differ by far more than
+    Gumbel noise, a weight of `EXACT_SPREAD` times the positions per step (the spread score
+    moves by one per step's worth of ranks), which asinh reaches in a few units."""
 
     degree = 3
+    EXACT_SPREAD = 12.0  # neighbouring ranks this far apart swap with probability 1 / (1 + e^12)
 
-    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool):
+    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool, positions: int):
         k = cfg.steps
         self.k, self.plus = k, plus
+        self.exact_spread = self.EXACT_SPREAD * positions / k
         u = torch.linspace(0, 1, k, dtype=torch.float64) if k > 1 else torch.zeros(1, dtype=torch.float64)
         self.basis = torch.stack([u ** d for d in range(self.degree)], 1)  # [K, 3]
         # The plain sampler's order as a weight: random is 0; annealed Gumbel noise g is about
@@ -155,12 +183,23 @@ class Parameters:
 
     def starts(self) -> list[Tensor]:
         """Where SPSA may start: the plain sampler, and the plain sampler with the spread order,
-        which small steps from the plain sampler take long to find. A weight of 16 is the spread
-        order itself: Gumbel noise moves a token into the next step's group with probability
-        1 / (1 + e^16). A leak costs much: tokens next to each other get drawn together."""
+        which small steps from the plain sampler take long to find. The spread start must be the
+        spread order itself: a token that leaks into a neighbour's step costs much, because
+        tokens next to each other then get drawn together."""
         spread = self.initial.clone()
-        spread[2 * self.degree] = 16.0
+        spread[2 * self.degree:3 * self.degree] = self.fit(torch.full((self.k,), math.asinh(self.exact_spread),
+                                                                        dtype=torch.float64))
         return [self.initial, spread]
+
+    def theta_of(self, c: StepCoefficients, plain_alphas: list[float]) -> Tensor:
+        """The parameters closest to saved coefficients (exact for coefficients this class made)."""
+        f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        families = [self.fit(f64(c.temperature).clamp_min(0.05).log()), self.fit(f64(c.order_weight)),
+                    self.fit(f64(c.spread_weight or [0.0] * self.k).asinh())]
+        if self.plus:
+            alphas = f64(c.alphas or plain_alphas)
+            families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
+        return torch.cat(families)
 
     def fit(self, values: Tensor) -> Tensor:
         return torch.linalg.lstsq(self.basis, values[:, None]).solution[:, 0]
@@ -171,7 +210,8 @@ class Parameters:
     def coefficients(self, theta: Tensor) -> StepCoefficients:
         temperature = self.per_step(theta, 0).clamp(math.log(0.05), math.log(5.0)).exp().tolist()
         weight = self.per_step(theta, 1).clamp(-50.0, 50.0).tolist()
-        spread = self.per_step(theta, 2).clamp(-50.0, 50.0).tolist()
+        bound = math.asinh(4 * self.exact_spread)
+        spread = self.per_step(theta, 2).clamp(-bound, bound).sinh().tolist()
         alphas = None
         if self.plus:
             share = torch.softmax(self.per_step(theta, 3).clamp(-8.0, 8.0), 0)
@@ -185,18 +225,19 @@ class Parameters:
 
 
 def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, fixed_fn=None,
-            processors: Sequence = (), progress: bool = True) -> DistillResult:
+            processors: Sequence = (), progress: bool = True, saved: StepCoefficients | None = None) -> DistillResult:
     """Learn the coefficients of a `cfg.steps`-step sampler for `model` (see the module doc).
 
     `cond_fn(n)` / `fixed_fn(n)` give the conditions / fixed tokens of n samples (a task's
-    `sample_conditions` / `sample_fixed`), or None."""
+    `sample_conditions` / `sample_fixed`), or None. `saved`: coefficients distilled before for
+    this budget (LSD's, for LSD+), a third start beside the plain and spread ones, so that
+    distilling again, or LSD+ after LSD, keeps what was learned when nothing better is found."""
     from tqdm.auto import tqdm
 
     cfg.check()
     sample_cfg = from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps, "learned": False}, "sample")
     check_distillable(sample_cfg)
     plain = Sampler.for_model(model, sample_cfg)
-    params = Parameters(sample_cfg, plain, cfg.plus)
     cond = cond_fn(cfg.batch_size) if cond_fn else None
     fixed = fixed_fn(cfg.batch_size) if fixed_fn else None
     given = 0 if fixed is None else int(check_fixed(fixed, cfg.batch_size, model.config.seq_len,
@@ -205,14 +246,16 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
     if cfg.steps >= min(cfg.teacher_steps, tokens):
         raise ValueError(f"steps: {cfg.steps} is not fewer than the teacher's {min(cfg.teacher_steps, tokens)} steps "
                          f"(teacher_steps={cfg.teacher_steps}, at most one token per step over {tokens} tokens)")
+    params = Parameters(sample_cfg, plain, cfg.plus, model.config.seq_len)
+    teacher_order = cfg.resolved_teacher_order(sample_cfg.order)
     model.eval()
 
     def student(theta: Tensor) -> Sampler:
         return plain.with_coefficients(params.coefficients(theta), sample_cfg.order)
 
     def loss(sampler: Sampler, seed: int) -> float:
-        return float(path_kl(model, sampler, cfg.batch_size, seed, cfg.teacher_steps, cond, fixed,
-                             processors).mean())
+        return float(distill_loss(model, sampler, cfg.batch_size, seed, cfg.teacher_steps, cond, fixed,
+                             processors, teacher_order).mean())
 
     validation_seeds = [10_000_019 + cfg.seed * 1000 + i for i in range(cfg.validation_batches)]
 
@@ -222,7 +265,10 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
     start = time.perf_counter()
     student(params.initial)  # refuses what the coefficients cannot express before any sampling
     plain_loss = validate(plain)
-    initial_loss, theta = min(((validate(student(t)), t.clone()) for t in params.starts()), key=lambda s: s[0])
+    starts = params.starts()
+    if saved is not None and saved.steps == cfg.steps:
+        starts.append(params.theta_of(saved, plain.step_schedule.alphas(cfg.steps)))
+    initial_loss, theta = min(((validate(student(t)), t.clone()) for t in starts), key=lambda s: s[0])
     best = (initial_loss, theta.clone(), 0)
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
     signs = torch.Generator().manual_seed(cfg.seed)
@@ -249,7 +295,8 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
             break
     coefficients = params.coefficients(best[1])
     report = {"method": "lsd+" if cfg.plus else "lsd", "teacher_steps": cfg.teacher_steps,
-              "plain_path_kl": plain_loss, "initial_path_kl": initial_loss, "learned_path_kl": best[0],
+              "teacher_order": teacher_order,
+              "plain_loss": plain_loss, "initial_loss": initial_loss, "learned_loss": best[0],
               "best_iteration": best[2], "iterations": it, "seconds": time.perf_counter() - start,
               "history": history, "config": to_dict(cfg)}
     return DistillResult(coefficients, sample_cfg, report)
@@ -257,12 +304,15 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
 
 def distill_to_folder(model, model_dir, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, fixed_fn=None,
                       processors: Sequence = ()) -> dict[str, Any]:
-    """`distill` at cfg.steps, the coefficients saved in `model_dir` (where `sample.learned=true` finds
-    them); returns what `ddm distill` prints."""
-    from .sampling.learned import save_learned
+    """`distill` at cfg.steps, also from the coefficients saved there before if any, the result saved
+    in `model_dir` (where `sample.learned=true` finds it); returns what `ddm distill` prints."""
+    from .sampling.learned import save_learned, saved_coefficients
 
-    result = distill(model, sample_cfg, cfg, cond_fn, fixed_fn, processors)
+    before = saved_coefficients(model_dir, from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps},
+                                                      "sample"), model)
+    result = distill(model, sample_cfg, cfg, cond_fn, fixed_fn, processors, saved=before)
     path = save_learned(model_dir, result.sample, model, result.coefficients, result.report)
     r = result.report
-    return {"method": r["method"], "steps": cfg.steps, "path_kl_plain": r["plain_path_kl"],
-            "path_kl_learned": r["learned_path_kl"], "seconds": r["seconds"], "written": str(path)}
+    return {"method": r["method"], "teacher_order": r["teacher_order"], "steps": cfg.steps,
+            "loss_plain": r["plain_loss"],
+            "loss_learned": r["learned_loss"], "seconds": r["seconds"], "written": str(path)}

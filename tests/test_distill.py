@@ -9,7 +9,7 @@ import torch
 
 from ddm.cli import main
 from ddm.config import DiffusionConfig, SampleConfig
-from ddm.distill import DistillConfig, distill, path_kl
+from ddm.distill import DistillConfig, distill, distill_loss
 from ddm.sampling import Sampler
 from ddm.sampling.learned import StepCoefficients, save_learned
 from ddm.sampling.orders import spread_ranks
@@ -27,19 +27,37 @@ def denoiser(tiny_denoiser):
     return tiny_denoiser(diffusion=DiffusionConfig(schedule="cosine"), sample=SampleConfig(order="random"))
 
 
-def test_path_kl_is_zero_for_one_token_per_step_and_positive_below(denoiser, one_thread):
-    # One token per step, the student *is* the teacher: every term cancels exactly.
-    same = path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=12), 16, 0, 128)
+def test_the_student_order_loss_is_zero_for_one_token_per_step_and_positive_below(denoiser, one_thread):
+    # One token per step, the student *is* the teacher in its own order: every term cancels exactly.
+    same = distill_loss(denoiser, Sampler.from_pretrained(denoiser, steps=12), 16, 0, 128, teacher_order="student")
     assert same.abs().max() < 1e-9
     # Fewer steps draw more tokens at once: the teacher, drawing them one after another, disagrees more.
-    kl = [float(path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=k), 256, 0, 128).mean()) for k in (1, 4)]
+    kl = [float(distill_loss(denoiser, Sampler.from_pretrained(denoiser, steps=k), 256, 0, 128,
+                        teacher_order="student").mean()) for k in (1, 4)]
     assert kl[0] > kl[1] > 0
 
 
-def test_path_kl_of_a_greedy_student_counts_its_tokens_as_certain(denoiser):
+def test_the_kl_bound_against_the_random_order_teacher(denoiser, one_thread):
+    # The teacher decodes in its own random order, drawn apart from the student's: for a
+    # one-token-per-step random-order student the loss is the KL between the model's samples in
+    # one order and its probabilities in another, > 0 for a model whose orders disagree (every
+    # trained one), however many samples; fewer steps are farther from the teacher.
+    exact = distill_loss(denoiser, Sampler.from_pretrained(denoiser, steps=12), 512, 0, 128)
+    error = 4 * float(exact.std()) / 512 ** 0.5
+    assert exact.abs().max() > 1e-3 and float(exact.mean()) > error
+    kl = [float(distill_loss(denoiser, Sampler.from_pretrained(denoiser, steps=k), 512, 0, 128).mean()) for k in (1, 4)]
+    assert kl[0] > kl[1] > float(exact.mean()) - error and kl[0] > float(exact.mean()) + error
+    # One token per step in the spread order: perfect to a teacher that follows the student's order,
+    # not to the fixed one, whose samples come out in random orders.
+    spread = Sampler.from_pretrained(denoiser, steps=12, order="spread")
+    assert distill_loss(denoiser, spread, 64, 1, 128, teacher_order="student").abs().max() < 1e-9
+    assert float(distill_loss(denoiser, spread, 512, 1, 128).mean()) > error
+
+
+def test_the_loss_of_a_greedy_student_counts_its_tokens_as_certain(denoiser):
     # At temperature 0 the student's tokens have probability 1, so the loss is the teacher's
     # surprise alone, never below 0 (the robot decoder decodes greedily).
-    greedy = path_kl(denoiser, Sampler.from_pretrained(denoiser, steps=4, temperature=0.0), 32, 0, 128)
+    greedy = distill_loss(denoiser, Sampler.from_pretrained(denoiser, steps=4, temperature=0.0), 32, 0, 128)
     assert (greedy > 0).all()
 
 
@@ -65,6 +83,22 @@ def test_spread_weight_reveals_far_apart_positions_first(denoiser):
     assert (result.trace.revealed[0].nonzero()[:, 1].view(8, 3) == torch.tensor(sorted(first))).all()
 
 
+def test_the_spread_start_of_distillation_is_the_spread_order_itself(denoiser):
+    # A weight too small for the Gumbel noise lets neighbouring tokens swap steps (the old start,
+    # 16, moved a token across each step boundary with probability 1 / (1 + e^2) at K=4 of 32).
+    from ddm.distill import Parameters
+
+    cfg = SampleConfig(order="random", steps=4)
+    plain = Sampler.for_model(denoiser, cfg)
+    params = Parameters(cfg, plain, plus=True, positions=12)
+    initial, spread_start = (params.coefficients(t) for t in params.starts())
+    assert initial.spread_weight == [0.0] * 4 and initial.alphas == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    student = plain.with_coefficients(spread_start, "random")
+    result = student(denoiser, 256, generator=torch.Generator().manual_seed(0))
+    planned = (spread_ranks((12,)) // 3).long()  # 3 tokens a step, in the spread order's ranks
+    assert torch.equal(result.committed_at, planned.expand(256, 12))
+
+
 def test_a_file_distilled_again_is_read_again(denoiser, tmp_path):
     # The benchmark distills LSD then LSD+ into the same file with one loaded model.
     denoiser.pretrained_dir = tmp_path
@@ -78,9 +112,31 @@ def test_distillation_lowers_the_loss_it_reports(denoiser, one_thread):
     cfg = DistillConfig(steps=3, plus=True, iterations=6, batch_size=16, validate_every=2, validation_batches=2)
     result = distill(denoiser, denoiser.sample, cfg, progress=False)
     r = result.report
-    assert r["learned_path_kl"] <= r["initial_path_kl"]  # the best validated iterate, the start included
+    assert r["learned_loss"] <= r["initial_loss"]  # the best validated iterate, the start included
     c = result.coefficients
     assert c.steps == 3 and len(c.alphas) == 4 and c.alphas[0] == 0.0 and c.alphas[-1] == 1.0
+
+
+def test_lsd_plus_starts_from_the_lsd_sampler_saved_for_its_budget(denoiser, tmp_path, one_thread):
+    # LSD+ after LSD (or distilling again) starts from the saved coefficients too, so the loss it
+    # keeps is at most the saved one's on the same held-out seeds.
+    from ddm.distill import Parameters, distill_to_folder
+
+    denoiser.pretrained_dir = tmp_path
+    sample = SampleConfig(order="random")
+    options = dict(steps=3, iterations=4, batch_size=16, validate_every=2, validation_batches=2)
+    lsd = distill_to_folder(denoiser, tmp_path, sample, DistillConfig(**options))
+    saved = json.loads(open(lsd["written"]).read())
+    plus = distill(denoiser, sample, DistillConfig(plus=True, **options), progress=False,
+                   saved=StepCoefficients(**saved["coefficients"]))
+    assert plus.report["initial_loss"] <= lsd["loss_learned"] + 1e-12
+    # The parameters of saved coefficients give them back.
+    params = Parameters(SampleConfig(order="random", steps=3), Sampler.for_model(denoiser, sample), True, 12)
+    theta = params.initial + torch.linspace(-0.3, 0.3, len(params.initial), dtype=torch.float64)
+    c = params.coefficients(theta)
+    back = params.coefficients(params.theta_of(c, [0, 1 / 3, 2 / 3, 1]))
+    for field in ("temperature", "order_weight", "spread_weight", "alphas"):
+        assert getattr(back, field) == pytest.approx(getattr(c, field), rel=1e-6, abs=1e-9)
 
 
 @pytest.mark.parametrize("change, message", [

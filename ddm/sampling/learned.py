@@ -156,10 +156,28 @@ def load_learned(model: torch.nn.Module, cfg: SampleConfig) -> StepCoefficients:
     if version not in loaded:
         saved = read_json(path)
         check_learned(saved, path, model, cfg)
-        c = saved["coefficients"]
-        loaded[version] = StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"),
-                                           c.get("alphas"))
+        loaded[version] = _coefficients(saved)
     return loaded[version]
+
+
+def saved_coefficients(model_dir: str | os.PathLike, cfg: SampleConfig,
+                       model: torch.nn.Module) -> StepCoefficients | None:
+    """The coefficients already distilled for this model, sampler parts and budget, or None where
+    there are none (or they were made for another model): a start for distilling again."""
+    path = learned_file(model_dir, cfg)
+    if not path.is_file():
+        return None
+    saved = read_json(path)
+    try:
+        check_learned(saved, path, model, cfg)
+    except ValueError:
+        return None
+    return _coefficients(saved)
+
+
+def _coefficients(saved: dict) -> StepCoefficients:
+    c = saved["coefficients"]
+    return StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"), c.get("alphas"))
 
 
 def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleConfig) -> None:

@@ -7,7 +7,7 @@
 * spread: a fixed order that spreads each step's tokens over the token grid (bit-reversed
   coordinates, as in dilated / Halton orders): tokens drawn together in one step are far
   apart, where they depend least on each other. On the synthetic model at 4 steps it cuts
-  the path KL to the one-token-per-step sampler from 0.62 to 0.14 nats per token.
+  the share of impossible samples from 99% (random order) to 68% (benchmarks/distill.py).
 
 `gumbel_temperature` > 0 adds Gumbel noise to the scores, annealed linearly to zero over the
 block's steps (MaskGIT's choice temperature): early choices explore, late ones are greedy.
