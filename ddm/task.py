@@ -351,11 +351,11 @@ class DiffusionTask(Task):
                                  self.sample_conditions, self.sample_fixed, self.processors())
 
     # ------------------------------------------------------------------ evaluation
-    def heldout_elbo(self, model, repeats: int = 1, seed: int = 0, batch_size: int = 500) -> float | None:
-        """Negative ELBO in bits per token on `eval_dataset()` (None where the task has none)."""
+    def heldout_elbo(self, model, repeats: int = 1, seed: int = 0, batch_size: int = 500, data=None) -> float | None:
+        """Negative ELBO in bits per token on `data` or `eval_dataset()` (None where the task has none)."""
         from .objectives import elbo_bits_per_token
 
-        data = self.eval_dataset()
+        data = self.eval_dataset() if data is None else data
         if data is None:
             return None
         device = next(model.parameters()).device

@@ -199,6 +199,31 @@ def test_bad_inputs_name_the_problem():
     assert scale.condition([-1.0, 3.0]).embeddings.shape == (2, 1, 1)
 
 
+def test_soft_bins_give_each_range_of_values_its_own_direction():
+    scale = PropertyScale.fit("logp", np.array([-1.0, 0.5, 3.0]), bins=5)  # centres at logP -1, 0, 1, 2, 3
+    cond = scale.condition([-1.0, 1.0, 3.0, 1.5])
+    assert cond.embeddings.shape == (4, 1, 6) and scale.width == 6
+    assert scale.values(cond) == pytest.approx([-1.0, 1.0, 3.0, 1.5])  # the first column is the value
+    bins = cond.embeddings[:, 0, 1:]
+    assert bins.argmax(1).tolist()[:3] == [0, 2, 4] and float(bins[1, 2]) == pytest.approx(1.0)
+    assert float(bins[1, 1]) == pytest.approx(float(np.exp(-0.5)), rel=1e-5)  # one spacing away
+    assert float(bins[3, 2]) == pytest.approx(float(bins[3, 3]))  # half way: two bins alike
+    assert scale.unconditional(3).embeddings.shape == (3, 1, 6) and bool(scale.unconditional(3).drop.all())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task.property_bins=1"], "task.property_bins: 1; expected 0"),
+    (["model.cond_embed_dim=1"], r"set model.cond_embed_dim=17 \(1 \+ task.property_bins\)"),
+])
+def test_the_condition_width_must_match_the_bins(overrides, message):
+    from ddm.config import ConfigError
+    from ddm.experiment import load_experiment
+    from ddm.task import build_task
+
+    with pytest.raises(ConfigError, match=message):
+        build_task(load_experiment("configs/tasks/molecule_cpu.yaml", overrides)).check()
+
+
 @pytest.fixture(scope="module")
 def tiny_molecule_run(tmp_path_factory):
     """A tiny tokenizer and model trained through the experiment front end, then evaluated."""
@@ -237,6 +262,8 @@ def test_the_molecule_task_trains_samples_and_evaluates_end_to_end(tiny_molecule
     assert result["MOSES training molecules (floor)/validity"] == 1.0
     assert result[f"{main}/nfe"] > 0 and 0 <= result[f"{main}/validity"] <= 1
     assert "conditioning/conditional/mae" in result and "conditioning/unconditional/mae" in result
+    # the same masks on shuffled conditions: only what the model reads of its condition differs
+    assert result["heldout_elbo_shuffled_conditions"] != result["heldout_elbo_bits_per_token"]
     assert (task.run_dir / "samples_diffusion.png").is_file()
     # `ddm sample` writes ids and SMILES (one line per sample)
     out = task.sample()

@@ -77,6 +77,8 @@ class MoleculeTaskConfig:
     # every atom but the first bonds to an earlier one (valence.py); needs tokenizer.atom_order: smiles
     connected: bool = True
     condition_guidance: float = 0.0  # classifier-free guidance scale of the conditional samples
+    # soft bins of the property beside its standardised value (conditioning.py); model.cond_embed_dim = 1 + bins
+    property_bins: int = 0
     picture_molecules: int = positive(16)
     # `ddm sample`: property values to request (cycled over sample.num_samples); empty: unconditional
     sample_property: list[float] = field(default_factory=list)
@@ -94,10 +96,13 @@ class MoleculeTask(DiffusionTask):
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
-        m = self.config.model
-        if m.cond_embed_dim != 1 or m.num_classes or m.cond_vocab_size or m.continuous_dim:
-            raise ConfigError("model: the molecule model is conditioned on one property value; set "
-                              "model.cond_embed_dim=1 and num_classes, cond_vocab_size, continuous_dim to 0")
+        m, bins = self.config.model, self.config.task.property_bins
+        if bins < 0 or bins == 1:
+            raise ConfigError(f"task.property_bins: {bins}; expected 0 (the value alone) or at least 2 bins")
+        if m.cond_embed_dim != 1 + bins or m.num_classes or m.cond_vocab_size or m.continuous_dim:
+            raise ConfigError(f"model: the molecule model is conditioned on one property value and its "
+                              f"{bins} soft bins; set model.cond_embed_dim={1 + bins} (1 + task.property_bins) "
+                              f"and num_classes, cond_vocab_size, continuous_dim to 0")
         if len(m.shape) != 1:
             raise ConfigError(f"model.shape: the molecule tokens are one sequence, expected [length], got {m.shape}")
         if self.config.diffusion.cond_dropout <= 0:
@@ -123,7 +128,7 @@ class MoleculeTask(DiffusionTask):
         if not len(self.train_ids):
             raise ConfigError(f"{t.tokenizer_config}: no training molecule fits the tokenizer")
         values = self._property_values(self.train_smiles)
-        self.scale = PropertyScale.fit(t.property, values)
+        self.scale = PropertyScale.fit(t.property, values, t.property_bins)
         self.train_embeddings = self.scale.embeddings(values)
         self.heldout_embeddings = self.scale.embeddings(self._property_values(self.heldout_smiles))
         atoms = (self.train_ids[:, :self.layout.max_nodes] > 0).sum(1)
@@ -232,10 +237,15 @@ class MoleculeTask(DiffusionTask):
         return Dataset.from_dict({"ids": self.train_ids.numpy(),
                                   "cond_embeddings": self.train_embeddings}).with_format("torch")
 
-    def eval_dataset(self):
+    def eval_dataset(self, shuffle_conditions: bool = False):
+        """The held-out molecules; `shuffle_conditions`: each with another molecule's condition (a model
+        that ignores its condition scores the same ELBO on both)."""
         if not len(self.heldout_ids):
             return None
-        columns = {"ids": self.heldout_ids.numpy(), "cond_embeddings": self.heldout_embeddings}
+        embeddings = self.heldout_embeddings
+        if shuffle_conditions:
+            embeddings = embeddings[np.random.default_rng(0).permutation(len(embeddings))]
+        columns = {"ids": self.heldout_ids.numpy(), "cond_embeddings": embeddings}
         if self.config.task.fixed_size:
             columns["padding"] = self.padding_of(self.heldout_ids).numpy()
         return Dataset.from_dict(columns).with_format("torch")
@@ -244,7 +254,7 @@ class MoleculeTask(DiffusionTask):
     def sample_conditions(self, n: int):
         values = self.config.task.sample_property
         if not values:
-            return PropertyScale.unconditional(n)
+            return self.scale.unconditional(n)
         return self.scale.condition([values[i % len(values)] for i in range(n)],
                                     f"task.sample_property ({NAMES[self.config.task.property]})")
 
@@ -329,7 +339,7 @@ class MoleculeTask(DiffusionTask):
         out = metrics.generation_metrics(mols, ref["training_smiles"], ref["test"])
         out["valence_failures"] = sum(r is not None and "valence" in r.lower() for r in reasons) / len(mols)
         if cond is not None and cond.drop is not None and not bool(cond.drop.all()):
-            requested = cond.embeddings[:, 0, 0].double().numpy() * self.scale.std + self.scale.mean
+            requested = self.scale.values(cond)
             err = metrics.conditioning_error(requested, mols, self.config.task.property)
             out.update({f"condition_{k}": v for k, v in err.items()})
         return out
@@ -352,6 +362,8 @@ class MoleculeTask(DiffusionTask):
         _stage("floor: training molecules against the test split", start)
 
         elbo = self.heldout_elbo(model)
+        shuffled = self.eval_dataset(shuffle_conditions=True)
+        elbo_shuffled = None if elbo is None else self.heldout_elbo(model, data=shuffled)
         samples = {}
 
         def row(name: str, ids: torch.Tensor, nfe: float, seconds: float, overshoot: float | None = None) -> list:
@@ -365,24 +377,24 @@ class MoleculeTask(DiffusionTask):
             return mols
 
         n = s.num_samples
-        ids, nfe, sec, over = self.draw(model, PropertyScale.unconditional(n), n, s.seed)
+        ids, nfe, sec, over = self.draw(model, self.scale.unconditional(n), n, s.seed)
         samples["diffusion"] = row("diffusion, valence processor + recheck" if t.recheck else
                                    "diffusion, valence processor", ids, nfe, sec, over)
         m = t.ablation_samples
-        ids, nfe, sec, over = self.draw(model, PropertyScale.unconditional(m), m, s.seed + 1, valence=False)
+        ids, nfe, sec, over = self.draw(model, self.scale.unconditional(m), m, s.seed + 1, valence=False)
         row("diffusion, no valence processor", ids, nfe, sec, over)
         if t.recheck:
-            ids, nfe, sec, over = self.draw(model, PropertyScale.unconditional(m), m, s.seed + 1, recheck=False)
+            ids, nfe, sec, over = self.draw(model, self.scale.unconditional(m), m, s.seed + 1, recheck=False)
             row("diffusion, valence processor, no recheck", ids, nfe, sec, over)
         if t.connected:
-            ids, nfe, sec, over = self.draw(model, PropertyScale.unconditional(m), m, s.seed + 1, connected=False)
+            ids, nfe, sec, over = self.draw(model, self.scale.unconditional(m), m, s.seed + 1, connected=False)
             row("diffusion, valence processor, no connectivity rule", ids, nfe, sec, over)
 
         if t.baseline:
             baseline = self.baseline_model()
             _stage("autoregressive baseline trained (or loaded)", start)
             t0 = time.perf_counter()
-            ids, nfe = self.baseline_sample(baseline, n, cond=PropertyScale.unconditional(n), seed=s.seed,
+            ids, nfe = self.baseline_sample(baseline, n, cond=self.scale.unconditional(n), seed=s.seed,
                                             processors=self.processors())
             samples["autoregressive"] = row("autoregressive, valence processor", ids, nfe, time.perf_counter() - t0)
 
@@ -421,12 +433,13 @@ class MoleculeTask(DiffusionTask):
         out.update({f"conditioning/{name}/{key}": v for name, r in conditioning.items() for key, v in r.items()})
         if elbo is not None:
             out["heldout_elbo_bits_per_token"] = elbo
-        print(self.report(rows, conditioning, elbo, c))
+            out["heldout_elbo_shuffled_conditions"] = elbo_shuffled
+        print(self.report(rows, conditioning, (elbo, elbo_shuffled), c))
         for p in paths:
             print(f"picture: {p}")
         return out
 
-    def report(self, rows: dict, conditioning: dict, elbo: float | None, c: int) -> str:
+    def report(self, rows: dict, conditioning: dict, elbo: tuple[float | None, float | None], c: int) -> str:
         t, s = self.config.task, self.config.sample
         lines = [f"molecule task: {len(self.train_ids)} MOSES training molecules, {self.layout.length} tokens each; "
                  f"sampler {s.order} order, {s.steps} steps, recheck {t.recheck}, connectivity rule "
@@ -451,8 +464,9 @@ class MoleculeTask(DiffusionTask):
         parts = [f"{k} MAE {v['mae']:.3f} (corr {v['corr']:.2f})" for k, v in conditioning.items()]
         lines.append(f"  conditioning on {name} ({c} requests drawn from the test split, valid samples only): "
                      + "; ".join(parts) + f"; conditional validity {conditioning['conditional']['validity']:.3f}")
-        if elbo is not None:
-            lines.append(f"  held-out ELBO: {elbo:.4f} bits per token (the atom count given)")
+        if elbo[0] is not None:
+            lines.append(f"  held-out ELBO: {elbo[0]:.4f} bits per token (the atom count given); with the "
+                         f"conditions shuffled among the molecules {elbo[1]:.4f} (the same if the model ignores them)")
         return "\n".join(lines)
 
 
