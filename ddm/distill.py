@@ -30,9 +30,7 @@ below for a confidence base order (the image and robot configs).
 student's order, the tokens of one student step one after another, so its states at the
 student's step boundaries are the student's states, and the loss is the path KL of each
 student step against the teacher's sub-steps. It is a KL to a teacher that moves with the
-student's order, and the model's own one-token-at-a-time samples depend on the order (on the
-synthetic task: 53% impossible in the spread order, 47% in a random one), so it rewards
-students for the order's teacher rather than for the sampler we compare against.
+student's order, so it bounds no distance to one fixed sampler.
 
 Gradients. None pass through the discrete steps: the coefficients (12 numbers at most) are
 fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
