@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -253,7 +253,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
 
     def loss(sampler: Sampler, seed: int) -> float:
         return float(distill_loss(model, sampler, cfg.batch_size, seed, cfg.teacher_steps, cond, fixed,
-                             processors, teacher_order).mean())
+                                  processors, teacher_order).mean())
 
     validation_seeds = [10_000_019 + cfg.seed * 1000 + i for i in range(cfg.validation_batches)]
 
@@ -306,11 +306,10 @@ def distill_to_folder(model, model_dir, sample_cfg: SampleConfig, cfg: DistillCo
     in `model_dir` (where `sample.learned=true` finds it); returns what `ddm distill` prints."""
     from .sampling.learned import save_learned, saved_coefficients
 
-    before = saved_coefficients(model_dir, from_dict(SampleConfig, {**to_dict(sample_cfg), "steps": cfg.steps},
-                                                      "sample"), model)
+    before = saved_coefficients(model_dir, replace(sample_cfg, steps=cfg.steps), model)
     result = distill(model, sample_cfg, cfg, cond_fn, fixed_fn, processors, saved=before)
     path = save_learned(model_dir, result.sample, model, result.coefficients, result.report)
     r = result.report
     return {"method": r["method"], "teacher_order": r["teacher_order"], "steps": cfg.steps,
-            "loss_plain": r["plain_loss"],
-            "loss_learned": r["learned_loss"], "seconds": r["seconds"], "written": str(path)}
+            "loss_plain": r["plain_loss"], "loss_learned": r["learned_loss"], "seconds": r["seconds"],
+            "written": str(path)}

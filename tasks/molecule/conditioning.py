@@ -7,10 +7,10 @@ at evenly spaced centres c_k over the training range (w their spacing). The bins
 range of values its own direction in the prefix token. With z alone, a linear projection
 gives the model one direction whose length it must learn to read, and at CPU size it did
 not: shuffling the conditions among the held-out molecules moved the ELBO by 4e-7 bits per
-token, and samples ignored the request (`ddm eval` prints both ELBOs). Training drops the condition with `diffusion.cond_dropout` (the
-learned null), so the same model samples unconditionally with it dropped. A request outside
-the training molecules' [min, max] is an error naming that range: the model has seen
-nothing there.
+token, and samples ignored the request (`ddm eval` prints both ELBOs). Training drops the
+condition with `diffusion.cond_dropout` (the learned null), so the same model samples
+unconditionally with it dropped. A request outside the training molecules' [min, max] is an
+error naming that range: the model has seen nothing there.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class PropertyScale:
         """The condition vector's width (`model.cond_embed_dim`)."""
         return 1 + self.bins
 
-    def features(self, values: np.ndarray) -> np.ndarray:
+    def embeddings(self, values: np.ndarray) -> np.ndarray:
         """Property values [B] -> condition vectors [B, 1, 1 + bins] (float32): z, then the soft bins."""
         z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
         columns = [z[:, None]]
@@ -73,11 +73,7 @@ class PropertyScale:
 
     def condition(self, values, where: str = "requested") -> Condition:
         """Condition for requested property values (checked against the training range)."""
-        return Condition(embeddings=torch.from_numpy(self.features(self.check(values, where))))
-
-    def embeddings(self, values: np.ndarray) -> np.ndarray:
-        """Training values -> the model's condition vectors [B, 1, 1 + bins] (float32)."""
-        return self.features(values)
+        return Condition(embeddings=torch.from_numpy(self.embeddings(self.check(values, where))))
 
     def unconditional(self, n: int) -> Condition:
         """n rows of the null condition (the learned null embedding)."""
