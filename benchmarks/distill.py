@@ -84,6 +84,8 @@ def main() -> None:
     p.add_argument("--teacher-steps", type=int, default=128, help="clamped to one token per step")
     p.add_argument("--teacher-order", default="auto", choices=["auto", "random", "student"],
                    help="the distillation loss's teacher order (ddm distill --teacher-order)")
+    p.add_argument("--forward-weight", type=float, default=0.0,
+                   help="the distillation loss's forward term weight (ddm distill --forward-weight)")
     p.add_argument("--out", default="benchmarks/results/distill.png")
     args = p.parse_args()
 
@@ -106,7 +108,7 @@ def main() -> None:
         for name, plus in (("LSD", False), ("LSD+", True)):
             start = time.perf_counter()
             report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds,
-                                  teacher_order=args.teacher_order)
+                                  teacher_order=args.teacher_order, forward_weight=args.forward_weight)
             m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
             m.update(distill_seconds=time.perf_counter() - start, loss=report["loss_learned"],
                      loss_plain=report["loss_plain"])
@@ -126,7 +128,7 @@ def print_budget(k: int, rows: dict, teacher: dict, teacher_steps: int, metrics:
     print(f"{'sampler':<10}{'NFE':>6}{head}   gap closed per metric")
     for name in ROWS:
         m = rows[name][-1][1]
-        closed = "  ".join(f"{100 * (plain[x] - m[x]) / ((plain[x] - teacher[x]) or 1e-12):6.1f}%" for x in metrics)
+        closed = "  ".join(gap_closed(m[x], plain[x], teacher[x]) for x in metrics)
         print(f"{name:<10}{m['nfe']:>6.0f}" + "".join(f"{m[x]:>22.4f}" for x in metrics) + f"   {closed}")
     print(f"{'teacher':<10}{teacher['nfe']:>6.0f}" + "".join(f"{teacher[x]:>22.4f}" for x in metrics))
     print(f"best plain: {rows['plain'][-1][1]['point'] or 'the config'}; grid point: {rows['grid'][-1][1]['point']}")
@@ -134,6 +136,13 @@ def print_budget(k: int, rows: dict, teacher: dict, teacher_steps: int, metrics:
         m = rows[name][-1][1]
         print(f"{name}: distillation loss {m['loss_plain']:.4f} -> {m['loss']:.4f} nats/token, "
               f"distilled in {m['distill_seconds']:.0f} s")
+
+
+def gap_closed(value: float, plain: float, teacher: float) -> str:
+    """The share of the plain sampler's gap to the teacher closed; none where plain is not behind."""
+    if plain <= teacher:
+        return "    n/a"
+    return f"{100 * (plain - value) / (plain - teacher):6.1f}%"
 
 
 def picture(rows: dict, teacher: dict, metrics: list[str], out: Path, title: str) -> None:

@@ -9,7 +9,8 @@ import torch
 
 from ddm.cli import main
 from ddm.config import DiffusionConfig, SampleConfig
-from ddm.distill import DistillConfig, distill, distill_loss
+from ddm.distill import (DistillConfig, distill, distill_loss, forward_loss, teacher_log_prob, teacher_sampler,
+                         teacher_samples)
 from ddm.sampling import Sampler
 from ddm.sampling.learned import StepCoefficients, save_learned
 from ddm.sampling.orders import spread_ranks
@@ -61,6 +62,43 @@ def test_the_loss_of_a_greedy_student_counts_its_tokens_as_certain(denoiser):
     assert (greedy > 0).all()
 
 
+def test_teacher_forcing_commits_the_given_ids_with_the_samplers_probability(denoiser, one_thread):
+    # The random-order teacher's path log-probability of its own samples is the model's probability
+    # of them decoded one token at a time in the order that drew them, and the loop's teacher
+    # forcing scores given ids the same way.
+    plain = Sampler.from_pretrained(denoiser, steps=4)
+    teacher = teacher_sampler(plain, 12, "random")
+    drawn = teacher(denoiser, 32, generator=torch.Generator().manual_seed(5))
+    ids, per_token = teacher_samples(denoiser, teacher, 32, 5)
+    assert torch.equal(ids, drawn.ids)
+    exact = teacher_log_prob(denoiser, ids, drawn.committed_at, teacher, 12, torch.Generator().manual_seed(0))
+    assert torch.allclose(per_token * 12, exact, atol=1e-6)
+    forced = plain(denoiser, 32, generator=torch.Generator().manual_seed(1), forced=ids)
+    assert torch.equal(forced.ids, ids) and (forced.confidence > 0).all()
+    with pytest.raises(ValueError, match=r"forced: shape \(32, 11\); expected \(32, 12\)"):
+        plain(denoiser, 32, forced=ids[:, :11])
+
+
+def test_the_forward_term_charges_what_the_student_would_rarely_draw(denoiser, one_thread):
+    # KL(teacher || student), on the same teacher samples for every student: small for the
+    # teacher's own sampler (only the orders differ), larger for fewer steps, and far larger for a
+    # cold student, which the reverse bound alone lets drop the teacher's rarer samples.
+    plain = Sampler.from_pretrained(denoiser, steps=4)
+    samples = teacher_samples(denoiser, teacher_sampler(plain, 12, "random"), 512, 2)
+    forward = {name: forward_loss(denoiser, s, samples, 3) for name, s in [
+        ("teacher", Sampler.from_pretrained(denoiser, steps=12)),
+        ("one step", Sampler.from_pretrained(denoiser, steps=1)),
+        ("warm", plain), ("cold", plain.with_coefficients(StepCoefficients([0.3] * 4, [0.0] * 4), "random"))]}
+
+    def above(a, b):  # a's mean above b's by more than 3 standard errors of the paired difference
+        d = forward[a] - forward[b]
+        return float(d.mean()) > 3 * float(d.std()) / len(d) ** 0.5
+
+    assert 0 < float(forward["teacher"].mean()) < 0.05
+    assert above("one step", "warm") and above("one step", "teacher") and above("cold", "warm")
+    assert float((forward["cold"] - forward["warm"]).mean()) > 0.5
+
+
 def test_zero_order_weight_is_the_random_order(denoiser):
     plain = Sampler.from_pretrained(denoiser, steps=4)
     learned = plain.with_coefficients(StepCoefficients([1.0] * 4, [0.0] * 4), "random")
@@ -109,10 +147,14 @@ def test_a_file_distilled_again_is_read_again(denoiser, tmp_path):
 
 
 def test_distillation_lowers_the_loss_it_reports(denoiser, one_thread):
-    cfg = DistillConfig(steps=3, plus=True, iterations=6, batch_size=16, validate_every=2, validation_batches=2)
+    cfg = DistillConfig(steps=3, plus=True, iterations=6, batch_size=16, validate_every=2, validation_batches=2,
+                        forward_weight=0.5)
     result = distill(denoiser, denoiser.sample, cfg, progress=False)
     r = result.report
     assert r["learned_loss"] <= r["initial_loss"]  # the best validated iterate, the start included
+    for which in ("plain", "learned"):  # the loss is the reverse bound plus the weighted forward term
+        terms = r[f"{which}_terms"]
+        assert terms["forward"] > 0 and r[f"{which}_loss"] == pytest.approx(terms["reverse"] + 0.5 * terms["forward"])
     c = result.coefficients
     assert c.steps == 3 and len(c.alphas) == 4 and c.alphas[0] == 0.0 and c.alphas[-1] == 1.0
 
@@ -195,6 +237,7 @@ def test_distill_saves_a_file_that_sample_learned_uses_and_checks(tmp_path, caps
     (["--steps", "12"], "steps: 12 is not fewer than the teacher's 12 steps"),
     (["--steps", "4", "--teacher-steps", "4"], "steps: 4 is not fewer than the teacher's 4 steps"),
     (["--steps", "0"], "steps: 0; a sampler needs at least 1 step"),
+    (["--steps", "4", "--forward-weight", "-1"], "forward_weight: -1.0; expected >= 0"),
 ])
 def test_bad_budgets_are_refused(tmp_path, capsys, args, message):
     _train(tmp_path)

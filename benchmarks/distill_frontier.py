@@ -1,0 +1,166 @@
+"""How far the learned sampler's coefficients can go at all: a random search over the whole
+LSD+ family at K steps, its Pareto front on two metrics, against issue 14's bar.
+
+    python benchmarks/distill_frontier.py --config configs/tasks/synthetic_cpu.yaml --steps 4
+
+A point is a `StepCoefficients`: per step a temperature (log-uniform in [0.5, 1.25]), an order
+weight on the entropy score (0 for half the points, else uniform in [-3, 3]), a spread weight
+(the exact spread order for half the points, else uniform up to it, either sign), and the
+revealed fraction after each step (linear for a third of the points, else sorted uniforms).
+The search starts from the plain spread order and the grid's spread points (temperature 0.85
+and 0.7 at every step), then makes small moves (`nearby`) from points of the front so far.
+Every point is measured on the test seed and samples of `benchmarks/distill.py` (the same
+batches, so its plain row comes out here digit for digit), and the front is chosen on those
+very samples: an optimistic front. The bar is half the gap between the best plain sampler (the
+spread order) and the teacher on each metric. Where no point of the front meets it on both,
+no choice of these coefficients does, whatever the loss that picks them (up to the search's
+reach). The picture (every point, the front, plain, teacher and the bar) goes to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ddm.distill import Parameters  # noqa: E402
+from ddm.experiment import load_experiment  # noqa: E402
+from ddm.sampling import Sampler, sample_many  # noqa: E402
+from ddm.sampling.learned import StepCoefficients  # noqa: E402
+from ddm.task import build_task  # noqa: E402
+
+
+def random_point(rng: random.Random, k: int, exact_spread: float) -> StepCoefficients:
+    temperature = [math.exp(rng.uniform(math.log(0.5), math.log(1.25))) for _ in range(k)]
+    order = [0.0] * k if rng.random() < 0.5 else [rng.uniform(-3, 3) for _ in range(k)]
+    spread = [exact_spread] * k if rng.random() < 0.5 else [rng.uniform(-1, 1) * exact_spread for _ in range(k)]
+    alphas = [i / k for i in range(k + 1)]
+    if rng.random() > 1 / 3:
+        alphas = [0.0] + sorted(rng.uniform(0.02, 0.98) for _ in range(k - 1)) + [1.0]
+    return StepCoefficients(temperature, order, spread, alphas)
+
+
+def nearby(rng: random.Random, c: StepCoefficients) -> StepCoefficients:
+    """A small random move from c: temperatures by about 10%, order weights by 0.3, the revealed
+    fractions by 0.03 (kept increasing), the spread weights kept."""
+    temperature = [t * math.exp(rng.gauss(0, 0.1)) for t in c.temperature]
+    order = [w + rng.gauss(0, 0.3) for w in c.order_weight]
+    inner = sorted(min(max(a + rng.gauss(0, 0.03), 0.01), 0.99) for a in c.alphas[1:-1])
+    if any(b - a < 1e-3 for a, b in zip([0.0] + inner, inner + [1.0])):
+        inner = c.alphas[1:-1]
+    return StepCoefficients(temperature, order, list(c.spread_weight), [0.0] + inner + [1.0])
+
+
+def pareto(points: list[dict], metrics: list[str]) -> list[dict]:
+    """The points no other point beats on both metrics (lower is better), by the first metric."""
+    a, b = metrics
+    front, best = [], math.inf
+    for p in sorted(points, key=lambda p: (p[a], p[b])):
+        if p[b] < best:
+            front.append(p)
+            best = p[b]
+    return front
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--points", type=int, default=150, help="random points of the family")
+    p.add_argument("--refine", type=int, default=250, help="then small moves from points of the front")
+    p.add_argument("--metrics", nargs=2, default=["impossible_fraction", "pair_tv"], help="two sample_metrics keys")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--test-seed", type=int, default=777)
+    p.add_argument("--seed", type=int, default=0, help="the search's own seed")
+    p.add_argument("--out", default="benchmarks/results/distill_frontier.png")
+    args = p.parse_args()
+    from tqdm.auto import tqdm
+
+    task = build_task(load_experiment(args.config))
+    task.prepare()
+    model = task.load_model()
+    model.eval()
+    k, n = args.steps, args.samples
+    cond, fixed = task.sample_conditions(n), task.sample_fixed(n)
+
+    def measure(sampler: Sampler) -> dict:
+        # As ddm.task's generate: batches of 500, one generator seeded with the test seed.
+        result = sample_many(model, n, min(n, 500), sampler=sampler, cond=cond, fixed=fixed,
+                             generator=torch.Generator().manual_seed(args.test_seed), processors=task.processors())
+        return {m: task.sample_metrics(result.ids, cond)[m] for m in args.metrics}
+
+    plain = Sampler.for_model(model, task.sample_config(steps=k, order="spread", gumbel_temperature=0.0))
+    teacher_steps = min(128, model.config.seq_len)
+    teacher = measure(Sampler.for_model(model, task.sample_config(steps=teacher_steps)))
+    reference = measure(plain)
+    bar = {m: (reference[m] + teacher[m]) / 2 for m in args.metrics}
+    base = Sampler.for_model(model, task.sample_config(steps=k))
+    exact = Parameters.EXACT_SPREAD * model.config.seq_len / k
+    rng = random.Random(args.seed)
+    linear = [i / k for i in range(k + 1)]
+    # Also from the plain spread order and the grid's spread points (one temperature for all steps).
+    starts = [StepCoefficients([t] * k, [0.0] * k, [exact] * k, linear) for t in (1.0, 0.85, 0.7)]
+    points = []
+
+    def add(c: StepCoefficients) -> None:
+        points.append({**measure(base.with_coefficients(c, "random")), "coefficients": c.__dict__})
+
+    for c in tqdm(starts + [random_point(rng, k, exact) for _ in range(args.points)],
+                  desc=f"K={k}: random coefficients"):
+        add(c)
+    for _ in tqdm(range(args.refine), desc=f"K={k}: moves from the front"):
+        add(nearby(rng, StepCoefficients(**rng.choice(pareto(points, args.metrics))["coefficients"])))
+    front = pareto(points, args.metrics)
+    a, b = args.metrics
+    print(f"\nK = {k}: {len(points)} points of the LSD+ family ({len(starts)} plain / grid-like starts, "
+          f"{args.points} random, {args.refine} moves from the front), {n} samples on test seed {args.test_seed}")
+    print(f"{'':>28}{a:>22}{b:>12}")
+    print(f"{'best plain (spread order)':>28}{reference[a]:>22.4f}{reference[b]:>12.4f}")
+    print(f"{'teacher':>28}{teacher[a]:>22.4f}{teacher[b]:>12.4f}")
+    print(f"{'bar (half of each gap)':>28}{bar[a]:>22.4f}{bar[b]:>12.4f}")
+    print("Pareto front (gap closed on each metric):")
+    for q in front:
+        closed = [100 * (reference[m] - q[m]) / (reference[m] - teacher[m]) for m in args.metrics]
+        print(f"{'':>28}{q[a]:>22.4f}{q[b]:>12.4f}   {closed[0]:6.1f}% {closed[1]:6.1f}%")
+    meets = [q for q in points if all(q[m] <= bar[m] for m in args.metrics)]
+    print(f"points meeting the bar on both metrics: {len(meets)} of {len(points)}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"plain": reference, "teacher": teacher, "bar": bar,
+                                                    "points": points, "front": front}, indent=1))
+    picture(points, front, reference, teacher, bar, args.metrics, out, f"{Path(args.config).stem}, K = {k}")
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def picture(points, front, reference, teacher, bar, metrics, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    a, b = metrics
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter([q[a] for q in points], [q[b] for q in points], s=8, alpha=0.4, label="coefficients searched")
+    ax.plot([q[a] for q in front], [q[b] for q in front], "k-", lw=1, label="their Pareto front")
+    ax.plot(reference[a], reference[b], "o", ms=9, label="best plain (spread order)")
+    ax.plot(teacher[a], teacher[b], "*", ms=13, label="teacher")
+    ax.fill_between([0, bar[a]], 0, bar[b], color="green", alpha=0.15, label="issue 14's bar")
+    ax.set_xlim(min(q[a] for q in points + [teacher]) * 0.95, max(q[a] for q in points) * 1.02)
+    ax.set_ylim(min(q[b] for q in points + [teacher]) * 0.9, max(q[b] for q in points) * 1.05)
+    ax.set_xlabel(a + " (lower is better)")
+    ax.set_ylabel(b + " (lower is better)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
