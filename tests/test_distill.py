@@ -75,6 +75,12 @@ def test_teacher_forcing_commits_the_given_ids_with_the_samplers_probability(den
     assert torch.allclose(per_token * 12, exact, atol=1e-6)
     forced = plain(denoiser, 32, generator=torch.Generator().manual_seed(1), forced=ids)
     assert torch.equal(forced.ids, ids) and (forced.confidence > 0).all()
+    # One token per step in the spread order, forced: the model's probability of each given id
+    # in the context of the given ids before it.
+    spread = Sampler.from_pretrained(denoiser, steps=12, order="spread", gumbel_temperature=0.0)
+    scored = spread(denoiser, 32, generator=torch.Generator().manual_seed(1), forced=ids)
+    in_order = teacher_log_prob(denoiser, ids, scored.committed_at, spread, 12, torch.Generator().manual_seed(0))
+    assert torch.allclose(scored.confidence.log().sum(1), in_order, atol=1e-6)
     with pytest.raises(ValueError, match=r"forced: shape \(32, 11\); expected \(32, 12\)"):
         plain(denoiser, 32, forced=ids[:, :11])
 
