@@ -134,7 +134,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"plain": reference, "teacher": teacher, "bar": bar,
-                                                    "points": points, "front": front}, indent=1))
+                                                    "points": points, "front": front}))
     picture(points, front, reference, teacher, bar, args.metrics, out, f"{Path(args.config).stem}, K = {k}")
     print(f"wrote {out} and {out.with_suffix('.json')}")
 

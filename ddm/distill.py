@@ -166,7 +166,7 @@ def distill_loss(model, sampler: Sampler, batch: int, seed: int, teacher_steps: 
     # A step at temperature 0 takes the argmax: its tokens had probability 1 under the student.
     temperatures = torch.tensor(sampler.step_temperatures or [sampler.temperature], dtype=torch.float64)
     drawn = temperatures[result.committed_at.clamp(0, len(temperatures) - 1)] > 0
-    student = (result.confidence.clamp_min(1e-300).log() * (generated & drawn)).sum(1)
+    student = _log_sum(result.confidence, generated & drawn)
     # One student step for every generated token: the teacher's ties, a uniformly random order.
     order = result.committed_at if teacher_order == "student" else result.committed_at.clamp_max(0)
     teacher = teacher_log_prob(model, result.ids, order, sampler, teacher_steps, generator, cond, processors)
@@ -206,8 +206,13 @@ def forward_loss(model, sampler: Sampler, teacher: tuple[Tensor, Tensor], seed: 
     return teacher_logp - _per_token(result.confidence, result.committed_at >= 0)
 
 
+def _log_sum(probability: Tensor, mask: Tensor) -> Tensor:
+    """[B] sum of log-probabilities over the masked positions (a zero counts as e^-690)."""
+    return (probability.clamp_min(1e-300).log() * mask).sum(1)
+
+
 def _per_token(confidence: Tensor, generated: Tensor) -> Tensor:
-    return (confidence.clamp_min(1e-300).log() * generated).sum(1) / generated.sum(1).clamp_min(1)
+    return _log_sum(confidence, generated) / generated.sum(1).clamp_min(1)
 
 
 # --------------------------------------------------------------------------- coefficients <-> vector
@@ -346,20 +351,17 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
     def loss(sampler: Sampler, seed: int, samples) -> float:
         return total(terms(sampler, seed, samples))
 
-    def validate_terms(sampler: Sampler) -> tuple[float, float]:
+    def validate(sampler: Sampler) -> tuple[float, float]:
+        """(reverse, forward) on the held-out seeds; `total` of it is the validation loss."""
         values = [terms(sampler, s, t) for s, t in zip(validation_seeds, held_out)]
         return tuple(sum(v) / len(values) for v in zip(*values))
 
-    def validate(sampler: Sampler) -> float:
-        return total(validate_terms(sampler))
-
-    plain_terms = validate_terms(plain)
-    plain_loss = total(plain_terms)
+    plain_terms = validate(plain)
     starts = params.starts()
     if saved is not None and saved.steps == cfg.steps:
         starts.append(params.theta_of(saved, plain.step_schedule.alphas(cfg.steps)))
-    initial_loss, theta = min(((validate(student(t)), t.clone()) for t in starts), key=lambda s: s[0])
-    best = (initial_loss, theta.clone(), 0)
+    initial_terms, theta = min(((validate(student(t)), t.clone()) for t in starts), key=lambda s: total(s[0]))
+    best = (initial_terms, theta.clone(), 0)  # the held-out terms of the best iterate, it, its iteration
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
     signs = torch.Generator().manual_seed(cfg.seed)
     history = []
@@ -377,20 +379,19 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
         theta = theta - cfg.lr * (m / (1 - 0.9 ** it)) / ((v / (1 - 0.999 ** it)).sqrt() + 1e-8)
         out_of_time = time.perf_counter() - start > cfg.max_seconds
         if it % cfg.validate_every == 0 or it == cfg.iterations or out_of_time:
-            value = validate(student(theta))
-            history.append({"iteration": it, "validation_loss": value})
-            if value < best[0]:
-                best = (value, theta.clone(), it)
-            bar.set_postfix(loss=f"{value:.4f}", best=f"{best[0]:.4f}")
+            now = validate(student(theta))
+            history.append({"iteration": it, "validation_loss": total(now)})
+            if total(now) < total(best[0]):
+                best = (now, theta.clone(), it)
+            bar.set_postfix(loss=f"{total(now):.4f}", best=f"{total(best[0]):.4f}")
         if out_of_time:
             break
     coefficients = params.coefficients(best[1])
-    learned_terms = validate_terms(student(best[1]))
     report = {"method": "lsd+" if cfg.plus else "lsd", "teacher_steps": cfg.teacher_steps,
               "teacher_order": teacher_order, "forward_weight": cfg.forward_weight,
-              "plain_loss": plain_loss, "initial_loss": initial_loss, "learned_loss": best[0],
+              "plain_loss": total(plain_terms), "initial_loss": total(initial_terms), "learned_loss": total(best[0]),
               "plain_terms": dict(zip(("reverse", "forward"), plain_terms)),
-              "learned_terms": dict(zip(("reverse", "forward"), learned_terms)),
+              "learned_terms": dict(zip(("reverse", "forward"), best[0])),
               "best_iteration": best[2], "iterations": it, "seconds": time.perf_counter() - start,
               "history": history, "config": to_dict(cfg)}
     return DistillResult(coefficients, sample_cfg, report)

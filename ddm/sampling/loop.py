@@ -148,8 +148,9 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
     """Decode a batch of fully masked targets (apart from `fixed`) into tokens.
 
     The batch size is `num_samples`, or the rows of `cond` / `fixed` (a single row is
-    repeated). `SampleResult.nfe` counts the calls of the batch, `row_nfe` each sample's. `generator` (default: a CPU generator seeded 0) drives every random draw, so
-    the same seed gives the same sample. `processors` (`ddm.sampling.constraints`) rewrite
+    repeated). `SampleResult.nfe` counts the calls of the batch, `row_nfe` each sample's.
+    `generator` (default: a CPU generator seeded 0) drives every random draw, so the same
+    seed gives the same sample. `processors` (`ddm.sampling.constraints`) rewrite
     the logits of every step, e.g. to forbid tokens per position. `forced` [B, N] (teacher
     forcing): every step commits these ids in place of drawn ones, so `confidence` holds the
     sampler's probability of each (`ddm.distill` scores the teacher's samples with it). Call
@@ -163,8 +164,10 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
     if cond is not None and not cond.is_empty() and cond.batch_size != batch:
         cond = cond.repeat(batch)  # one condition for every sample
     fixed = check_fixed(fixed, batch, n, vocab) if fixed is not None else None
-    if forced is not None and tuple(forced.shape) != (batch, n):
-        raise ValueError(f"forced: shape {tuple(forced.shape)}; expected ({batch}, {n}), one id per position")
+    if forced is not None:
+        if tuple(forced.shape) != (batch, n):
+            raise ValueError(f"forced: shape {tuple(forced.shape)}; expected ({batch}, {n}), one id per position")
+        forced = forced.to(device)
     guidance = None
     if sampler.guidance_scale > 0:
         ClassifierFreeGuidance.check(model, cond)
@@ -211,7 +214,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             temperature = sampler.step_temperatures[i] if sampler.step_temperatures else sampler.temperature
             probs = filter_logits(logits, temperature, sampler.top_k, sampler.top_p).exp()
             tokens = state.ids.clone()  # committed positions keep their token: token_p is its current probability
-            tokens[candidates] = forced.to(device)[candidates] if forced is not None else \
+            tokens[candidates] = forced[candidates] if forced is not None else \
                 draw_tokens(probs[candidates], generator, greedy=temperature == 0)
             token_p = probs.gather(-1, tokens.clamp_max(vocab - 1)[..., None])[..., 0]
 
