@@ -9,6 +9,7 @@ resumed from a checkpoint ends bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import time
@@ -80,10 +81,13 @@ def end_processes(wait: bool = True) -> None:
     """Leave the process group (under `accelerate launch`) before the interpreter exits: gloo's
     threads still running at exit abort the process ("terminate called without an active
     exception"), failing a run that finished. `wait`: first wait for every process (not after
-    an error, when the others may never arrive)."""
+    an error, when the others may never arrive). Call it once the trainer is dropped: a DDP
+    wrapper still alive keeps the group (and its threads) alive until the interpreter is torn
+    down, which aborts all the same."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         if wait:
             torch.distributed.barrier()
+        gc.collect()  # a dropped trainer in a reference cycle would still hold the group
         torch.distributed.destroy_process_group()
 
 

@@ -21,7 +21,7 @@ from test_trainer import ToyData, make_trainer, toy_loss  # noqa: E402
 from ddm.training import end_processes  # noqa: E402
 
 
-def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
+def train(out_dir: Path, steps: int, checkpoint_every: int) -> dict:
     seen: list[int] = []
 
     def loss_fn(model: torch.nn.Module, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
@@ -36,9 +36,13 @@ def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
     for value in trainer.model.state_dict().values():
         digest.update(value.detach().cpu().numpy().tobytes())
     acc = trainer.accelerator
-    report = {"rank": acc.process_index, "num_processes": acc.num_processes, "steps": result.step,
-              "interrupted": result.interrupted, "seen": seen, "weights_sha256": digest.hexdigest()}
-    (out_dir / f"rank{acc.process_index}.json").write_text(json.dumps(report))
+    return {"rank": acc.process_index, "num_processes": acc.num_processes, "steps": result.step,
+            "interrupted": result.interrupted, "seen": seen, "weights_sha256": digest.hexdigest()}
+
+
+def main(out_dir: Path, steps: int = 24, checkpoint_every: int = 12) -> None:
+    report = train(out_dir, steps, checkpoint_every)  # the trainer (and its DDP wrapper) is gone here
+    (out_dir / f"rank{report['rank']}.json").write_text(json.dumps(report))
     end_processes()
 
 
