@@ -40,6 +40,7 @@ class Mode:
     ms_batch: list[float] = field(default_factory=list)
     ms_single: list[float] = field(default_factory=list)
     ids: list[torch.Tensor] = field(default_factory=list)
+    vectors: list[torch.Tensor] = field(default_factory=list)  # a joint model's sampled vectors
     nfe: float = 0.0
     calls_per_sample: list[float] = field(default_factory=list)
     positions_run: list[float] = field(default_factory=list)
@@ -121,6 +122,8 @@ def bench(task, model, names: list[str], batch: int, rounds: int, singles: int) 
             if mode.peak_mb is None:
                 mode.peak_mb = peak.mb
             mode.ids.append(ids)
+            if getattr(result, "continuous", None) is not None:
+                mode.vectors.append(result.continuous)
             _count_calls(mode, result)
             if singles:
                 one = torch.arange(r * batch, r * batch + min(singles, batch))
@@ -130,7 +133,10 @@ def bench(task, model, names: list[str], batch: int, rounds: int, singles: int) 
     figures = {}
     print("quality (the task's own metrics, the same seeds and conditions for every mode):")
     for mode in modes:
-        quality = task.sample_metrics(torch.cat(mode.ids), cond)
+        ids = torch.cat(mode.ids)
+        quality = task.sample_metrics(ids, cond)
+        if mode.vectors:  # a joint model's samples are its vectors too (e.g. images decoded from them)
+            quality.update(task.continuous_metrics(torch.cat(mode.vectors), ids, cond))
         figures[mode.name] = {**quality, **_costs(mode, generated)}
     _print(figures, modes, batch)
     for note in notes:

@@ -163,8 +163,9 @@ class DiffusionConfig:
     continuous_schedule: str = ""  # the vectors' signal level a(t) ("": the tokens' `schedule`)
     # "coupled": the vectors are noised at the tokens' time t; "independent": at their own uniform time,
     # given to the model as t (needs model.time_conditioning), so the sampler can finish the ids one call
-    # before the vectors and spend its last call on the vectors given every id (`ddm.continuous`)
-    continuous_time: Literal["coupled", "independent"] = "coupled"
+    # before the vectors and spend its last call on the vectors given every id (`ddm.continuous`);
+    # "trailing": their own time, drawn between the tokens' time and 1 (never cleaner than the ids)
+    continuous_time: Literal["coupled", "independent", "trailing"] = "coupled"
 
     def __post_init__(self) -> None:
         from .schedules import SCHEDULES

@@ -62,9 +62,10 @@ class DiffusionExperiment(Experiment):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.diffusion.continuous_time == "independent" and not self.model.time_conditioning:
-            raise ConfigError("diffusion.continuous_time: independent times need model.time_conditioning=true "
-                              "(the model is told the vectors' time; the tokens' shows in the mask)")
+        if self.diffusion.continuous_time != "coupled" and not self.model.time_conditioning:
+            raise ConfigError(f"diffusion.continuous_time: {self.diffusion.continuous_time} times need "
+                              "model.time_conditioning=true (the model is told the vectors' time; the tokens' "
+                              "shows in the mask)")
 
 
 def task_class(name: Any) -> type:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import DiffusionConfig
-from .continuous import continuous_schedule, corrupt_values, is_joint
+from .continuous import continuous_schedule, corrupt_values, is_joint, vector_times
 from .model import Condition, Denoiser
 from .process import MaskingProcess
 from .sampling.constraints import LogitsProcessor, apply_processors
@@ -131,9 +131,9 @@ class DiffusionObjective:
             check_values(target_values, x0.shape, getattr(model.config, "continuous_dim", 0))
             if padding is not None:  # a pad's vector means nothing: it must not reach the other positions
                 target_values = target_values.masked_fill(padding[..., None], 0.0)
-            if self.continuous is not None:
-                if self.cfg.continuous_time == "independent":  # the vectors' own time, told to the model
-                    model_t = self.process.sample_times(b, generator, x0.device)
+            if self.continuous is not None:  # on their own clock, the vectors' time is the one told to the model
+                model_t = vector_times(self.cfg.continuous_time, t,
+                                       lambda: self.process.sample_times(b, generator, x0.device))
                 values, velocity = corrupt_values(self.continuous, target_values.float(), model_t, generator)
 
         visible = ~kept
@@ -187,8 +187,8 @@ def elbo_bits_per_token(model: Denoiser, batches, process: MaskingProcess, gener
             xt, masked = corrupt_batch(process, batch, t, generator)
             values, model_t = None, t
             if continuous is not None and batch.get("values") is not None:  # the joint model's noisy vectors
-                if model.diffusion.continuous_time == "independent":
-                    model_t = process.sample_times(x0.shape[0], generator, x0.device)
+                model_t = vector_times(model.diffusion.continuous_time, t,
+                                       lambda: process.sample_times(x0.shape[0], generator, x0.device))
                 values, _ = corrupt_values(continuous, batch["values"].float(), model_t, generator)
             out = model(xt, t=model_t, cond=condition_from_batch(batch), values=values)
             nelbo = masked_cross_entropy(out.logits, x0, masked, process.weights(t, batch.get("importance")))

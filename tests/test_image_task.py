@@ -109,6 +109,11 @@ def test_the_joint_image_task_carries_the_tokenizers_latents_and_decodes_images_
     torch.testing.assert_close(images, task.decode_vectors(result.continuous))
     assert set(task.continuous_metrics(result.continuous, result.ids, result_cond(3))) >= {
         "from_vectors_accuracy", "from_vectors_frechet"}
+    # `ddm bench` judges a joint model's images from its vectors too, beside those from its ids
+    from ddm.bench import bench
+
+    figures = bench(task, model, ["cached"], batch=3, rounds=1, singles=0)["cached"]
+    assert {"accuracy", "from_vectors_accuracy", "from_vectors_frechet"} <= set(figures)
 
 
 def result_cond(n):

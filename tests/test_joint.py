@@ -12,7 +12,7 @@ import torch
 
 from ddm.cli import main
 from ddm.config import DiffusionConfig, ModelConfig
-from ddm.continuous import corrupt_values, is_joint
+from ddm.continuous import corrupt_values, is_joint, vector_times
 from ddm.hub import load_pretrained
 from ddm.model import MaskedDiffusionTransformer
 from ddm.objectives import DiffusionObjective
@@ -191,3 +191,25 @@ def test_a_discrete_only_checkpoint_loaded_as_joint_is_refused(tmp_path):
     discrete.save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="a discrete-only model .*continuous_dim=0.* cannot be loaded as a joint one"):
         load_pretrained(tmp_path / "m", expected_config=joint_model().config)
+
+
+def test_the_vectors_clocks():
+    """coupled: the tokens' time; independent: a fresh uniform time; trailing: uniform between the
+    tokens' time and 1, so the vectors are never cleaner than the ids (the sampler's path)."""
+    t = torch.rand(20000, generator=torch.Generator().manual_seed(0))
+    draw = lambda: torch.rand(20000, generator=torch.Generator().manual_seed(1))  # noqa: E731
+    assert torch.equal(vector_times("coupled", t, draw), t)
+    assert torch.equal(vector_times("independent", t, draw), draw())
+    trailing = vector_times("trailing", t, draw)
+    assert (trailing >= t).all() and (trailing <= 1).all()
+    assert float(((trailing - t) / (1 - t)).mean()) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("clock", ["independent", "trailing"])
+def test_own_clocks_need_time_conditioning(clock):
+    from ddm.config import ConfigError
+    from ddm.experiment import load_experiment
+
+    with pytest.raises(ConfigError, match=f"continuous_time: {clock} times need model.time_conditioning"):
+        load_experiment("configs/tasks/image_mnist_joint_cpu.yaml",
+                        [f"diffusion.continuous_time={clock}", "model.time_conditioning=false"])
