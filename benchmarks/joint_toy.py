@@ -61,7 +61,7 @@ def config(run_dir: Path, data: Path, train_steps: int, clock: str, samples: int
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"task: {{name: tokens, path: {data}, values_column: vec}}\n"
                     "model: {vocab_size: 4, shape: [8], d_model: 64, depth: 2, heads: 2, continuous_dim: 1,\n"
-                    f"        learned_positions: true, time_conditioning: {str(clock == 'independent').lower()}}}\n"
+                    f"        learned_positions: true, time_conditioning: {str(clock != 'coupled').lower()}}}\n"
                     f"diffusion: {{schedule: linear, continuous_time: {clock}}}\n"
                     f"train: {{steps: {train_steps}, batch_size: 64, lr: 3.0e-3, warmup_steps: 50, log_every: 500,\n"
                     f"        checkpoint_every: 0, progress: {str(progress).lower()}}}\n"
@@ -106,7 +106,7 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=1500)
     p.add_argument("--rows", type=int, default=4000)
     p.add_argument("--steps", type=int, nargs="+", default=[2, 4, 8])
-    p.add_argument("--clocks", nargs="+", default=["coupled", "independent"])
+    p.add_argument("--clocks", nargs="+", default=["coupled", "independent", "trailing"])
     p.add_argument("--retrain", action="store_true", help="train again even if run_dir holds a model")
     args = p.parse_args()
 
