@@ -10,7 +10,7 @@ schedule), and every vector is interpolated towards Gaussian noise,
 and the one model, given (ids_t, x_t), predicts the clean ids and the flow velocity
 v = x_0 - eps (flow matching on the straight path).
 
-Two clocks (`diffusion.continuous_time`):
+Three clocks (`diffusion.continuous_time`):
 * coupled: the vectors' time is the tokens' t. The model needs no time input, and training
   sees exactly the pairs of noise levels that sampling meets. But the vectors a step finishes
   are predicted before that step's ids are drawn, so at few steps a vector is an average over
