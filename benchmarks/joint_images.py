@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,10 +28,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddm.model import Condition  # noqa: E402
 from ddm.experiment import load_experiment  # noqa: E402
-from ddm.sampling import Sampler, sample_many  # noqa: E402
 from ddm.task import build_task  # noqa: E402
+from tasks.text.metrics import mean_and_stderr  # noqa: E402
 
 GUIDANCE = (0.5, 1.0, 1.5, 2.0, 3.0)
 ORDERS = (("confidence", 1.0), ("confidence", 2.0), ("confidence", 4.0), ("random", 0.0))
@@ -40,18 +38,15 @@ ORDERS = (("confidence", 1.0), ("confidence", 2.0), ("confidence", 4.0), ("rando
 
 def draw(task, model, judge, classes: torch.Tensor, seed: int, **sampler) -> dict[str, float]:
     """Judge accuracy / Fréchet / diversity of one sampler's images (and, for a joint model, of the ids)."""
-    cfg = task.sample_config(**sampler)
-    result = sample_many(model, len(classes), cfg.batch_size, sampler=Sampler.for_model(model, cfg),
-                         cond=Condition(classes=classes), generator=torch.Generator().manual_seed(seed))
-    figures = {**judge.quality(task.images_of(result), classes), "nfe": result.nfe}
+    images, result, _ = task.generate_images(model, classes, seed=seed, **sampler)
+    figures = {**judge.quality(images, classes), "nfe": result.nfe}
     if result.continuous is not None:
         figures.update({f"ids_{k}": v for k, v in judge.quality(task.decode(result.ids), classes).items()})
     return figures
 
 
 def _mean_se(values: list[float], digits: int = 1) -> str:
-    mean = statistics.mean(values)
-    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    mean, se = mean_and_stderr(values)
     return f"{mean:.{digits}f} +- {se:.{digits}f}"
 
 

@@ -153,10 +153,13 @@ class ImageTask(DiffusionTask):
 
     # ------------------------------------------------------------------ generation
     def generate_images(self, model, classes: torch.Tensor, steps: int | None = None, seed: int = 0,
-                        return_trace: bool = False):
-        """Diffusion samples for `classes`: (images [B, 1, H, W], SampleResult, seconds)."""
+                        return_trace: bool = False, **sampler_overrides):
+        """Diffusion samples for `classes`: (images [B, 1, H, W], SampleResult, seconds); the config's
+        sampler, with `steps` and any other `sample` field overridden."""
         self.check_classes(classes)
-        sample_cfg = self.sample_config() if steps is None else self.sample_config(steps=steps)
+        if steps is not None:
+            sampler_overrides["steps"] = steps
+        sample_cfg = self.sample_config(**sampler_overrides)
         sampler = Sampler.for_model(model, sample_cfg)
         model.eval()
         start = time.perf_counter()
