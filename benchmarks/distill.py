@@ -3,6 +3,9 @@
     python benchmarks/distill.py --config configs/tasks/synthetic_cpu.yaml --steps 4 8
     python benchmarks/distill.py --config configs/tasks/image_mnist_cpu.yaml --steps 4 --teacher-steps 32 \
         --metrics judge_error frechet --out benchmarks/results/distill_image.png
+    python benchmarks/distill.py --config configs/tasks/synthetic_cpu.yaml --steps 8 --forward-weight 0 0.3 0.6 1
+    python benchmarks/distill.py --config configs/tasks/image_mnist_cpu.yaml --steps 4 --metrics judge_error frechet \
+        sample.guidance_scale=1.5 sample.gumbel_temperature=4      # any config override: another sampler
 
 For each step budget K, on the task's trained model (run_dir/model) and its `sample_metrics`:
 * config: the config's sampler at K steps;
@@ -12,7 +15,10 @@ For each step budget K, on the task's trained model (run_dir/model) and its `sam
   Gumbel 0 or 1) x count schedule (linear, cosine) at K steps, chosen on held-out seeds (its
   own samples) by the summed remaining gap of the metrics (see `remaining_gap`);
 * LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured; LSD
-  starts afresh (the budget's saved sampler is removed first), LSD+ also from LSD's result;
+  starts afresh (the budget's saved sampler is removed first), LSD+ also from LSD's result.
+  With several --forward-weight values, each weight is distilled and the one with the least
+  remaining gap on the held-out seeds is reported (per method), as the grid's point is; the
+  model folder keeps the chosen LSD+ sampler;
 * teacher: the config's sampler at --teacher-steps (default min(128, tokens)).
 Every row of one budget is measured on the same test seed and number of samples; the gaps
 closed are against the best plain sampler. The picture (each metric against NFE) is written
@@ -31,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddm.experiment import load_experiment  # noqa: E402
+from ddm.io import atomic_write_text  # noqa: E402
 from ddm.sampling.learned import learned_file  # noqa: E402
 from ddm.task import build_task  # noqa: E402
 
@@ -66,6 +73,33 @@ def best_on_validation(task, model, args, k, name, points, val_plain, val_teache
     return {**measure(task, model, args.test_seed, args.samples, steps=k, **best), "point": best}
 
 
+def distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher) -> dict[str, dict]:
+    """LSD and LSD+ at K for each forward weight, measured on the held-out and the test seeds; per
+    method, the weight with the least remaining gap on the held-out seeds. The folder ends with the
+    chosen LSD+ sampler."""
+    path = learned_file(task.model_dir(), task.sample_config(steps=k))
+    runs: dict[str, list[tuple[float, dict, str]]] = {"LSD": [], "LSD+": []}
+    for weight in args.forward_weight:
+        # LSD starts afresh; LSD+ then starts from LSD's file too (`ddm distill` starts from the saved one).
+        path.unlink(missing_ok=True)
+        for name, plus in (("LSD", False), ("LSD+", True)):
+            start = time.perf_counter()
+            report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds,
+                                  teacher_order=args.teacher_order, forward_weight=weight)
+            seconds = time.perf_counter() - start
+            val = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k, learned=True)
+            m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
+            m.update(distill_seconds=seconds, loss=report["loss_learned"], loss_plain=report["loss_plain"],
+                     forward_weight=weight)
+            gap = remaining_gap(val, val_plain, val_teacher, args.metrics)
+            print(f"K={k} {name} forward weight {weight}: held-out " +
+                  ", ".join(f"{x} {val[x]:.4f}" for x in args.metrics) + f", remaining gap {gap:.3f}", flush=True)
+            runs[name].append((gap, m, path.read_text()))
+    chosen = {name: min(found, key=lambda r: r[0]) for name, found in runs.items()}
+    atomic_write_text(path, chosen["LSD+"][2])
+    return {name: m for name, (_, m, _) in chosen.items()}
+
+
 def grid_points():
     for t, (order, gumbel), schedule in itertools.product(*GRID.values()):
         yield {"temperature": t, "order": order, "gumbel_temperature": gumbel, "count_schedule": schedule}
@@ -84,12 +118,14 @@ def main() -> None:
     p.add_argument("--teacher-steps", type=int, default=128, help="clamped to one token per step")
     p.add_argument("--teacher-order", default="auto", choices=["auto", "random", "student"],
                    help="the distillation loss's teacher order (ddm distill --teacher-order)")
-    p.add_argument("--forward-weight", type=float, default=0.0,
-                   help="the distillation loss's forward term weight (ddm distill --forward-weight)")
+    p.add_argument("--forward-weight", type=float, nargs="+", default=[0.0],
+                   help="the distillation loss's forward term weight (ddm distill --forward-weight); several: "
+                        "the one chosen on held-out seeds")
     p.add_argument("--out", default="benchmarks/results/distill.png")
+    p.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. the sampler's")
     args = p.parse_args()
 
-    task = build_task(load_experiment(args.config))
+    task = build_task(load_experiment(args.config, args.overrides))
     task.prepare()
     model = task.load_model()
     tokens = model.config.seq_len
@@ -103,15 +139,7 @@ def main() -> None:
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
         for name, points in (("plain", PLAIN), ("grid", list(grid_points()))):
             rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
-        # LSD starts afresh; LSD+ then starts from LSD's file too (`ddm distill` starts from the saved one).
-        learned_file(task.model_dir(), task.sample_config(steps=k)).unlink(missing_ok=True)
-        for name, plus in (("LSD", False), ("LSD+", True)):
-            start = time.perf_counter()
-            report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds,
-                                  teacher_order=args.teacher_order, forward_weight=args.forward_weight)
-            m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
-            m.update(distill_seconds=time.perf_counter() - start, loss=report["loss_learned"],
-                     loss_plain=report["loss_plain"])
+        for name, m in distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher).items():
             rows[name].append((k, m))
         print_budget(k, rows, teacher, teacher_steps, args.metrics)
     out = Path(args.out)
@@ -134,8 +162,8 @@ def print_budget(k: int, rows: dict, teacher: dict, teacher_steps: int, metrics:
     print(f"best plain: {rows['plain'][-1][1]['point'] or 'the config'}; grid point: {rows['grid'][-1][1]['point']}")
     for name in ("LSD", "LSD+"):
         m = rows[name][-1][1]
-        print(f"{name}: distillation loss {m['loss_plain']:.4f} -> {m['loss']:.4f} nats/token, "
-              f"distilled in {m['distill_seconds']:.0f} s")
+        print(f"{name}: forward weight {m['forward_weight']}, distillation loss {m['loss_plain']:.4f} -> "
+              f"{m['loss']:.4f} nats/token, distilled in {m['distill_seconds']:.0f} s")
 
 
 def gap_closed(value: float, plain: float, teacher: float) -> str:

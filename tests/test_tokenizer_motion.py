@@ -206,3 +206,42 @@ def test_config_file_and_bad_config():
         MotionTokenizerConfig(downsample=3)
     with pytest.raises(ValueError, match="unknown clip 'moonwalk'"):
         clip_files(names=["moonwalk"])
+
+
+def test_foot_term_on_known_motion(small_data):
+    from tokenizers_vq.data.motion import ROOT_POS
+    from tokenizers_vq.motion import foot_error
+
+    x = torch.stack([small_data["train"][i]["x"] for i in range(3)])
+    assert float(foot_error(x, x)) == 0.0
+    # The body sliding 1 cm a frame along x: each foot's motion is off by (1, 0, 0) cm per frame,
+    # its height not at all.
+    slid = x.clone()
+    slid[..., ROOT_POS.start] += 0.01 * torch.arange(x.shape[1], dtype=x.dtype)
+    assert float(foot_error(x, slid)) == pytest.approx(1 / 3, rel=1e-3)
+    # The body 1 cm lower throughout: the feet move as before, 1 cm too low.
+    sunk = x.clone()
+    sunk[..., ROOT_POS.start + 1] -= 0.01
+    assert float(foot_error(x, sunk)) == pytest.approx(0.0, abs=1e-6)
+    assert float(foot_error(x, sunk, height=0.5)) == pytest.approx(0.5, rel=1e-3)
+    # The term joins the feature error at its weight, and its gradient reaches the features.
+    plain, footed = tiny_tokenizer(), MotionTokenizer(MotionTokenizerConfig(
+        channels=16, latent_dim=8, downsample=4, blocks=1, foot_weight=0.5,
+        quantizer=QuantizerConfig(kind="rvq", codebook_size=16, num_quantizers=2)))
+    slid.requires_grad_(True)
+    loss = footed.reconstruction_loss(x, slid)
+    assert float(loss.detach()) == pytest.approx(float(plain.reconstruction_loss(x, slid.detach())) + 0.5 / 3, rel=1e-3)
+    loss.backward()
+    assert float(slid.grad[..., ROOT_POS.start].abs().sum()) > 0
+
+
+def test_bad_foot_weight_and_upsampling_are_named():
+    with pytest.raises(ConfigError, match="tokenizer.foot_weight"):
+        MotionTokenizerConfig(foot_weight=-1.0)
+    with pytest.raises(ConfigError, match="tokenizer.foot_height"):
+        MotionTokenizerConfig(foot_height=-0.5)
+    with pytest.raises(ConfigError, match="tokenizer.upsample.*'cubic'"):
+        MotionTokenizerConfig(upsample="cubic")
+    linear = MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, downsample=4, blocks=1, upsample="linear",
+                                                   quantizer=QuantizerConfig(kind="rvq", codebook_size=16))).eval()
+    assert tuple(linear.decode(linear.encode(torch.zeros(2, 8, FEATURE_DIM))).shape) == (2, 8, FEATURE_DIM)

@@ -25,7 +25,8 @@ from torch import nn
 from ddm.config import ConfigError, TrainConfig, positive
 
 from .base import LearnedTokenizer, as_ids
-from .data.motion import FEATURE_DIM, MotionDataConfig, build_motion_data, features_to_pose, joint_positions
+from .data.motion import (FEATURE_DIM, MotionDataConfig, build_motion_data, features_to_pose, foot_positions,
+                          joint_positions)
 from .kinematics import geodesic_angle, load_skeleton
 from .quantizers import Quantizer, QuantizerConfig
 from .stats import codebook_stats
@@ -39,6 +40,11 @@ class MotionTokenizerConfig:
     latent_dim: int = positive(64)  # the vector each token quantizes
     downsample: int = positive(1)  # frames per token step (a power of two; 2 costs 4 degrees held out)
     blocks: int = positive(2)  # residual blocks per resolution
+    # Weight of the feet's velocity error (cm per frame, squared, both feet, by forward kinematics)
+    # beside the feature error: small rotation errors up the legs add up to a sliding foot.
+    foot_weight: float = 0.0
+    foot_height: float = 0.0  # the weight of the feet's height error (cm) beside their motion's in that term
+    upsample: str = "nearest"  # the decoder's upsampling between resolutions: nearest or linear
     # a fixed grid per group of 4 latent dims (configs/tokenizers/motion.yaml says why not learned codebooks)
     quantizer: QuantizerConfig = field(
         default_factory=lambda: QuantizerConfig(kind="rfsq", levels=[8, 5, 5, 5], groups=16, num_quantizers=2))
@@ -46,6 +52,12 @@ class MotionTokenizerConfig:
     def __post_init__(self) -> None:
         if self.downsample & (self.downsample - 1):
             raise ConfigError(f"tokenizer.downsample: expected a power of two, got {self.downsample}")
+        if not self.foot_weight >= 0:
+            raise ConfigError(f"tokenizer.foot_weight: expected >= 0, got {self.foot_weight}")
+        if not self.foot_height >= 0:
+            raise ConfigError(f"tokenizer.foot_height: expected >= 0, got {self.foot_height}")
+        if self.upsample not in ("nearest", "linear"):
+            raise ConfigError(f"tokenizer.upsample: expected 'nearest' or 'linear', got {self.upsample!r}")
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Conv1d:
@@ -85,7 +97,7 @@ class MotionTokenizer(LearnedTokenizer):
         self.encoder = nn.Sequential(*enc, *_blocks(c, config.blocks), _conv(c, config.latent_dim))
         dec: list[nn.Module] = [_conv(config.latent_dim, c), *_blocks(c, config.blocks)]
         for _ in range(levels):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(c, c), *_blocks(c, config.blocks)]
+            dec += [nn.Upsample(scale_factor=2, mode=config.upsample), _conv(c, c), *_blocks(c, config.blocks)]
         self.decoder = nn.Sequential(*dec, _conv(c, FEATURE_DIM))
         self.quantizer = Quantizer(config.quantizer, config.latent_dim)
         self.register_buffer("feature_mean", torch.zeros(FEATURE_DIM))
@@ -123,7 +135,10 @@ class MotionTokenizer(LearnedTokenizer):
         return self._decode_latent(zq), codes, aux
 
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        return (((x_hat - x) / self.feature_std) ** 2).mean()  # in standardized units
+        loss = (((x_hat - x) / self.feature_std) ** 2).mean()  # in standardized units
+        if self.config.foot_weight > 0:
+            loss = loss + self.config.foot_weight * foot_error(x, x_hat, self.config.foot_height)
+        return loss
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> TokenStream:
@@ -227,6 +242,20 @@ class MotionTokenizer(LearnedTokenizer):
 @lru_cache(maxsize=1)
 def _skeleton():
     return load_skeleton()
+
+
+def foot_error(x: torch.Tensor, x_hat: torch.Tensor, height: float = 0.0) -> torch.Tensor:
+    """Mean squared error of the feet's frame-to-frame motion (cm per frame, 3 axes) of features
+    [B, T, 65], plus `height` times that of their height above the floor (cm): motion alone lets
+    a planted foot sink."""
+    skel = _skeleton()
+
+    def feet(features: torch.Tensor) -> torch.Tensor:
+        return foot_positions(skel, *joint_positions(skel, features_to_pose(features))) * 100  # cm
+
+    f, f_hat = feet(x), feet(x_hat)
+    error = ((f_hat.diff(dim=1) - f.diff(dim=1)) ** 2).mean()
+    return error + height * ((f_hat[..., 1] - f[..., 1]) ** 2).mean() if height else error
 
 
 __all__ = ["MotionTokenizer", "MotionTokenizerConfig", "MotionDataConfig"]

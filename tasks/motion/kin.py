@@ -7,7 +7,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from tokenizers_vq.data.motion import FEATURE_DIM, features_to_pose, joint_positions
+from tokenizers_vq.data.motion import FEATURE_DIM, features_to_pose, foot_positions, joint_positions
 from tokenizers_vq.kinematics import Skeleton, load_skeleton
 
 
@@ -29,11 +29,7 @@ def body_points(x: Tensor) -> tuple[Tensor, Tensor]:
     """Features [B, T, 65] -> (joint positions [B, T, J, 3], feet centres [B, T, 2, 3] (right, left)), y up."""
     skel = skeleton()
     pos, rot = joint_positions(skel, features_to_pose(x.double()))
-    feet = []
-    for name in ("right_ankle", "left_ankle"):
-        j = skel.index(name)
-        feet.append(pos[..., j, :] + (rot[..., j, :, :] @ skel.end_sites[j].double()[:, None])[..., 0])
-    return pos, torch.stack(feet, -2)
+    return pos, foot_positions(skel, pos, rot)
 
 
 def all_points(x: Tensor) -> Tensor:

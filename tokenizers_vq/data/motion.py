@@ -204,6 +204,16 @@ def joint_positions(skel: Skeleton, pose: Pose) -> tuple[torch.Tensor, torch.Ten
     return forward_kinematics(skel, pose.root_pos, local_rotations(skel, pose))
 
 
+FEET = ("right_ankle", "left_ankle")
+
+
+def foot_positions(skel: Skeleton, pos: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """The feet's centres [..., 2, 3] (right, left: each ankle's end site) from `joint_positions`' output."""
+    feet = [pos[..., j, :] + (rot[..., j, :, :] @ skel.end_sites[j].to(rot.dtype)[:, None])[..., 0]
+            for j in map(skel.index, FEET)]
+    return torch.stack(feet, -2)
+
+
 def mirror(pose: Pose) -> Pose:
     """The left-right mirror image: reflect across the body's x-y plane (z is lateral) and swap sides.
 
