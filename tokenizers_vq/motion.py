@@ -40,7 +40,7 @@ class MotionTokenizerConfig:
     latent_dim: int = positive(64)  # the vector each token quantizes
     downsample: int = positive(1)  # frames per token step (a power of two; 2 costs 4 degrees held out)
     blocks: int = positive(2)  # residual blocks per resolution
-    # Weight of the feet's velocity error (cm per frame, squared, both feet, by forward kinematics)
+    # Weight of the feet's motion error (`foot_error`: cm per frame, squared, by forward kinematics)
     # beside the feature error: small rotation errors up the legs add up to a sliding foot.
     foot_weight: float = 0.0
     foot_height: float = 0.0  # the weight of the feet's height error (cm) beside their motion's in that term
