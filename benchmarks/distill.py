@@ -137,6 +137,8 @@ def main() -> None:
         rows["config"].append((k, measure(task, model, args.test_seed, args.samples, steps=k)))
         val_plain = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k)
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
+        print(f"K={k} held-out seed: the config's sampler " + ", ".join(f"{x} {val_plain[x]:.4f}" for x in args.metrics)
+              + "; the teacher " + ", ".join(f"{x} {val_teacher[x]:.4f}" for x in args.metrics), flush=True)
         for name, points in (("plain", PLAIN), ("grid", list(grid_points()))):
             rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
         for name, m in distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher).items():

@@ -176,7 +176,7 @@ class MotionTokenizer(LearnedTokenizer):
         return build_motion_data(data_config)
 
     @torch.no_grad()
-    def _reconstruct_sequence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reconstruct_sequence(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A lone [T, 65] sequence of any length -> (x_hat [T, 65], codes [T', Q]), edge-padded to fit."""
         t, d = x.shape[0], self.config.downsample
         padded = torch.cat([x, x[-1:].expand(-t % d, -1)]) if t % d else x
@@ -191,7 +191,7 @@ class MotionTokenizer(LearnedTokenizer):
         xs, x_hats, codes = [], [], []
         for row in heldout:
             x = row["x"].float()
-            x_hat, c = self._reconstruct_sequence(x)
+            x_hat, c = self.reconstruct_sequence(x)
             xs.append(x), x_hats.append(x_hat), codes.append(c)
         self.train(was_training)
         x, x_hat = torch.cat(xs).double(), torch.cat(x_hats).double()
@@ -227,7 +227,7 @@ class MotionTokenizer(LearnedTokenizer):
         self.eval()
         for row in rows:
             x = row["x"].float()
-            x_hat, _ = self._reconstruct_sequence(x)
+            x_hat, _ = self.reconstruct_sequence(x)
             pos, rot = joint_positions(skel, features_to_pose(x.double()))
             pos_hat, rot_hat = joint_positions(skel, features_to_pose(x_hat.double()))
             for f in torch.linspace(0, len(x) - 1, frames).round().long().tolist():
