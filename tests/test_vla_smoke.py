@@ -48,6 +48,12 @@ def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa
     learned = json.loads((tmp_path / "eval_diffusion_steps1_learned.json").read_text())
     assert learned["sampler"] == {"steps": 1, "learned": True}
     assert all(e["nfe"] == e["chunks"] for e in learned["episode_results"])  # one decoder call per chunk
+
+    # A second seed set has its own results file; the first set's stays as it was.
+    first = (tmp_path / "eval_diffusion.json").read_text()
+    assert main(["eval", "--config", CONFIG, run, "eval.seed=10001", "eval.gifs=0"]) == 0
+    assert json.loads((tmp_path / "eval_diffusion_seed10001.json").read_text())["seeds"] == [10001, 10001]
+    assert (tmp_path / "eval_diffusion.json").read_text() == first
     assert main(["eval", "--config", CONFIG, run, "eval.steps=3", "eval.learned=true"]) == 2
     assert "no sampler distilled for 3 steps" in capsys.readouterr().err
 

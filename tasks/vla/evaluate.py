@@ -7,7 +7,8 @@ depend on the number of workers. Prints success per task and on average, decoder
 calls per chunk and milliseconds per action (encoders + decoder, per executed action),
 writes them to <run_dir>/eval_<decoder>.json and a few rollout GIFs to <run_dir>/gifs/.
 `eval.steps` / `eval.learned` decode with another step budget / the distilled sampler
-(`ddm distill`); their results go to eval_<decoder>_steps<K>[_learned].json.
+(`ddm distill`); their results go to eval_<decoder>_steps<K>[_learned].json. Another seed set
+(`eval.seed=20000`) adds `_seed20000`, so it never overwrites the first set's results.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import schema
-from .config import EvalSection, VLAExperiment
+from .config import EVAL_SEED_START, EvalSection, VLAExperiment
 from .env import check_task, instruction, robot_state
 from .rollout import run_episode
 from .runner import check_action_dim
@@ -119,6 +120,7 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
         if policy.config.decoder == "diffusion":
             Sampler.from_pretrained(policy.decoder)
     name = exp.decoder_name(decoder) + "".join(f"_{k}{'' if v is True else v}" for k, v in sampler.items())
+    name += f"_seed{e.seed}" if e.seed != EVAL_SEED_START else ""
     gif_tasks = set(e.tasks[:e.gifs])
     jobs = [(task, e.seed + k, e.max_steps, e.gif_every if (k == 0 and task in gif_tasks) else 0)
             for task in e.tasks for k in range(e.episodes)]
