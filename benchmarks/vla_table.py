@@ -16,13 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
+from tasks.vla.config import EVAL_SEED_START
 from tasks.vla.env import MT10_TASKS
-
-DEFAULT_SEED = 10_000
 
 
 def results_path(run_dir: Path, decoder: str, seed: int) -> Path:
-    return run_dir / (f"eval_{decoder}.json" if seed == DEFAULT_SEED else f"eval_{decoder}_seed{seed}.json")
+    return run_dir / (f"eval_{decoder}.json" if seed == EVAL_SEED_START else f"eval_{decoder}_seed{seed}.json")
 
 
 def table(columns: list[tuple[str, dict]]) -> str:
@@ -45,7 +44,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", default="runs/vla/mt10_precise")
     p.add_argument("--decoders", nargs="+", default=["diffusion", "hybrid", "joint", "autoregressive", "regression"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED, 20_000])
+    p.add_argument("--seeds", nargs="+", type=int, default=[EVAL_SEED_START, 20_000])
     args = p.parse_args()
     run_dir = Path(args.run_dir)
     columns, missing = [], []
