@@ -18,10 +18,7 @@ from pathlib import Path
 
 from tasks.vla.config import EVAL_SEED_START
 from tasks.vla.env import MT10_TASKS
-
-
-def results_path(run_dir: Path, decoder: str, seed: int) -> Path:
-    return run_dir / (f"eval_{decoder}.json" if seed == EVAL_SEED_START else f"eval_{decoder}_seed{seed}.json")
+from tasks.vla.evaluate import results_name
 
 
 def table(columns: list[tuple[str, dict]]) -> str:
@@ -50,7 +47,7 @@ def main() -> None:
     columns, missing = [], []
     for decoder in args.decoders:
         for seed in args.seeds:
-            path = results_path(run_dir, decoder, seed)
+            path = run_dir / f"eval_{results_name(decoder, {}, seed)}.json"
             if path.is_file():
                 columns.append((f"{decoder} {seed}", json.loads(path.read_text())))
             else:

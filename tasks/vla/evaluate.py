@@ -119,8 +119,7 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
         policy.set_sampler(**sampler)
         if policy.config.decoder == "diffusion":
             Sampler.from_pretrained(policy.decoder)
-    name = exp.decoder_name(decoder) + "".join(f"_{k}{'' if v is True else v}" for k, v in sampler.items())
-    name += f"_seed{e.seed}" if e.seed != EVAL_SEED_START else ""
+    name = results_name(exp.decoder_name(decoder), sampler, e.seed)
     gif_tasks = set(e.tasks[:e.gifs])
     jobs = [(task, e.seed + k, e.max_steps, e.gif_every if (k == 0 and task in gif_tasks) else 0)
             for task in e.tasks for k in range(e.episodes)]
@@ -146,6 +145,13 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
                    seeds=[e.seed, e.seed + e.episodes - 1], episode_results=episodes)
     atomic_write_json(Path(exp.run_dir) / f"eval_{name}.json", summary)
     return summary
+
+
+def results_name(decoder_name: str, sampler: dict, seed: int) -> str:
+    """The evaluation's name in <run_dir>/eval_<name>.json: the decoder, then any sampler override
+    (`_steps2_learned`), then any seed set but the first (`_seed20000`)."""
+    name = decoder_name + "".join(f"_{k}{'' if v is True else v}" for k, v in sampler.items())
+    return name + (f"_seed{seed}" if seed != EVAL_SEED_START else "")
 
 
 def format_summary(summary: dict) -> str:
