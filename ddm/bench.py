@@ -7,6 +7,9 @@ Modes, each the config's sampler unless it says otherwise:
   cached          exact reuse: the condition prefix once per sample; rows whose tokens did not
                   change leave the call (the default sampler)
   approximate     `sample.cache_targets`: only masked and changed tokens run (`ddm.sampling.denoise`)
+  skip            `sample.skip_blocks`: between refreshes (`sample.skip_refresh`) the listed blocks
+                  reuse their last change (`ddm.sampling.denoise`); the config's blocks, or the
+                  middle half of the blocks (no other mode skips any)
   int8            the cached sampler on an int8 copy of the model (`ddm.quantize`)
   learned         the sampler `ddm distill` learned for these steps, if the model folder has one
   autoregressive  the task's causal baseline with its key/value cache, if run_dir/baseline has one
@@ -30,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-MODES = ("plain", "cached", "approximate", "int8", "learned", "autoregressive")
+MODES = ("plain", "cached", "approximate", "skip", "int8", "learned", "autoregressive")
 
 
 @dataclass
@@ -54,7 +57,8 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
     cfg, processors, notes = task.config.sample, task.processors(), []
 
     def diffusion(name: str, denoiser, **overrides) -> Mode:
-        sampler = Sampler.for_model(denoiser, task.sample_config(**overrides))
+        # only the skip mode skips blocks, so `sample.skip_blocks=[...]` on the command line sets its blocks
+        sampler = Sampler.for_model(denoiser, task.sample_config(**{"skip_blocks": [], **overrides}))
 
         def draw(count, batch_size, cond, fixed, seed):
             result = sample_many(denoiser, count, batch_size, sampler=sampler, cond=cond, fixed=fixed,
@@ -70,6 +74,11 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
             modes.append(diffusion(name, model))
         elif name == "approximate":
             modes.append(diffusion(name, model, cache_targets=True))
+        elif name == "skip":
+            if not getattr(model, "supports_block_reuse", False):
+                notes.append(f"skip: skipped (the model, {type(model).__name__}, cannot skip its blocks)")
+                continue
+            modes.append(diffusion(name, model, skip_blocks=list(cfg.skip_blocks) or middle_blocks(len(model.blocks))))
         elif name == "int8":
             from .quantize import quantize
 
@@ -95,8 +104,15 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
                 return ids, nfe
             modes.append(Mode(name, draw))
         else:
-            raise ValueError(f"bench --modes: unknown mode {name!r}; expected some of {', '.join(MODES)}")
+            hint = " (a config override: put it before --modes, which takes every word after it)" if "=" in name else ""
+            raise ValueError(f"bench --modes: unknown mode {name!r}{hint}; expected some of {', '.join(MODES)}")
     return modes, notes
+
+
+def middle_blocks(depth: int) -> list[int]:
+    """The skip mode's default blocks: the middle half (1 and 2 of 4; every block of a model with
+    fewer than 4). The first block reads the tokens that changed, the last feeds the heads."""
+    return list(range(depth // 4, depth - depth // 4))
 
 
 def bench(task, model, names: list[str], batch: int, rounds: int, singles: int) -> dict[str, dict[str, float]]:

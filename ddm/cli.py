@@ -185,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = verb("bench", cmd_bench, "Decoding modes of a trained model side by side in one run: the task's own "
                  "quality beside ms per sample (batch N and 1), calls, tokens per call and memory (ddm.bench).",
                  model=True)
-    bench.add_argument("--modes", nargs="*", default=["plain", "cached", "approximate", "int8", "learned",
+    bench.add_argument("--modes", nargs="*", default=["plain", "cached", "approximate", "skip", "int8", "learned",
                                                        "autoregressive"],
-                       help="plain cached approximate int8 learned autoregressive (default: all; those the "
+                       help="plain cached approximate skip int8 learned autoregressive (default: all; those the "
                             "model lacks are skipped with a note)")
     bench.add_argument("--batch", type=int, default=500, help="batch N (default 500)")
     bench.add_argument("--rounds", type=int, default=2, help="rounds of every mode; quality on rounds x batch samples")

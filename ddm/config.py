@@ -246,6 +246,11 @@ class SampleConfig:
     # every that many calls (0: only the first)
     cache_targets: bool = False
     cache_refresh: int = bounded(0, 0)
+    # approximate: between refreshes, these transformer blocks are not run; each adds the change it made to
+    # its input at the last call that ran it (Delta-DiT / Learning-to-Cache); every block runs every
+    # skip_refresh calls (1: every call, exact). [] : off
+    skip_blocks: list[int] = field(default_factory=list)
+    skip_refresh: int = bounded(2, 1)
     learned: bool = False  # use the coefficients `ddm distill` learned for this model, these parts and `steps`
     continuous_noise: float = bounded(0.0, 0.0, 1.0)  # joint models: share of the vectors' noise redrawn per step
     # int8: the loaded denoiser's transformer-block weights in int8 (CPU only; `ddm.quantize`), applied

@@ -24,16 +24,18 @@ def test_bench_prints_quality_beside_cost_for_every_mode(trained, capsys):
     from ddm.task import build_task
 
     task = build_task(load_experiment(trained[1], trained[2:]))
-    figures = task.bench(modes=("plain", "cached", "approximate", "int8", "learned"), batch=24, rounds=2,
+    figures = task.bench(modes=("plain", "cached", "approximate", "skip", "int8", "learned"), batch=24, rounds=2,
                          singles=2)
     out = capsys.readouterr().out
-    assert set(figures) == {"plain", "cached", "approximate", "int8"}
+    assert set(figures) == {"plain", "cached", "approximate", "skip", "int8"}
     assert "learned: skipped" in out and "ddm distill" in out  # no distilled sampler in this folder
     plain, cached, approx = figures["plain"], figures["cached"], figures["approximate"]
     for key in ("pair_tv", "impossible_fraction", "nll_bits_per_token"):  # exact reuse: the same samples
         assert plain[key] == cached[key] or (math.isinf(plain[key]) and math.isinf(cached[key]))
     assert plain["positions_run"] == cached["positions_run"] == 1.0 > approx["positions_run"]
-    assert plain["nfe_per_batch"] == plain["calls_per_sample"] == 8
+    assert plain["nfe_per_batch"] == plain["calls_per_sample"] == 8 == figures["skip"]["nfe_per_batch"]
+    assert figures["skip"]["positions_run"] == 1.0  # it runs every position, and fewer blocks on every other call
+    assert math.isfinite(figures["skip"]["pair_tv"])
     assert plain["tokens_per_call"] == 32 / 8
     for f in figures.values():
         assert f["ms_per_sample_batch"] > 0 and f["ms_per_sample_single"] > 0
@@ -44,6 +46,8 @@ def test_bench_prints_quality_beside_cost_for_every_mode(trained, capsys):
 def test_bench_refuses_an_unknown_mode(trained, capsys):
     assert main(["--threads", "1", "bench", *trained, "--modes", "cached", "fp4"]) == 2
     assert "unknown mode 'fp4'" in capsys.readouterr().err
+    assert main(["--threads", "1", "bench", *trained, "--modes", "skip", "sample.skip_blocks=[0]"]) == 2
+    assert "put it before --modes" in capsys.readouterr().err
 
 
 def test_bench_train_compares_the_models_size_with_a_bert_body(trained, capsys):

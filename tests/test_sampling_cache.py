@@ -1,5 +1,6 @@
-"""Reuse across denoising steps: rows that leave the call (exact) and the approximate cache of
-target keys/values (`sample.cache_targets`): exact where it is meant to be, bounded where not."""
+"""Reuse across denoising steps: rows that leave the call (exact), the approximate cache of
+target keys/values (`sample.cache_targets`) and the reuse of blocks' changes between refreshes
+(`sample.skip_blocks`): exact where they are meant to be, bounded where not."""
 
 import pytest
 import torch
@@ -121,3 +122,74 @@ def test_approximate_cache_refuses_a_body_without_one():
 def test_cache_refresh_must_not_be_negative():
     with pytest.raises(ValueError, match="cache_refresh"):
         Sampler(cache_refresh=-1)
+
+
+def test_a_recording_call_changes_nothing_and_a_skipping_one_repeats_the_blocks_changes():
+    from ddm.model import BlockReuse
+
+    m, ids, t = model(depth=3), masked_state(), torch.rand(B)
+    with torch.no_grad():
+        plain = m(ids, t=t).logits
+        record = BlockReuse((1,), {})
+        assert torch.equal(m(ids, t=t, reuse=record).logits, plain)  # recording runs every block
+        assert record.deltas[1].shape == (B, N, m.config.d_model) and record.deltas[1].abs().max() > 0
+        # The same state again: block 1's recorded change is exactly what it would add.
+        assert torch.allclose(m(ids, t=t, reuse=BlockReuse((1,), record.deltas, skip=True)).logits, plain, atol=1e-5)
+        # A changed state: the skipped block's change is stale, so the logits move, but not far.
+        nxt = ids.masked_fill(ids == V, 0)
+        exact = m(nxt, t=t).logits
+        stale = m(nxt, t=t, reuse=BlockReuse((1,), record.deltas, skip=True)).logits
+        assert 0 < (stale - exact).abs().max() < 0.5 * exact.abs().max()
+
+
+def test_block_reuse_refreshed_at_every_call_is_plain_decoding_and_otherwise_skips_every_other_call():
+    m, cond = cond_model(), Condition(classes=torch.arange(B) % 3)
+    parts = dict(steps=6, order=Order("confidence", 1.0), guidance_scale=2.0)
+    plain = Sampler(**parts)(m, cond=cond, generator=gen(5))
+    refreshed = Sampler(skip_blocks=(0,), skip_refresh=1, **parts)(m, cond=cond, generator=gen(5))
+    assert torch.equal(plain.ids, refreshed.ids)
+
+    calls = []
+    original = m.forward
+
+    def spy(*args, reuse=None, **kwargs):
+        calls.append(reuse.skip)
+        return original(*args, reuse=reuse, **kwargs)
+
+    m.forward = spy
+    skipping = Sampler(skip_blocks=(1,), skip_refresh=2, **parts)(m, cond=cond, generator=gen(5))
+    assert calls == [False, True, False, True, False, True]
+    assert ((skipping.ids >= 0) & (skipping.ids < V)).all() and skipping.nfe == plain.nfe
+    assert not torch.equal(skipping.ids, plain.ids)  # an approximation: the samples differ
+
+
+def test_block_reuse_keeps_each_rows_changes_when_rows_leave_the_call():
+    from ddm.sampling.schedules import build_count
+
+    m = model(depth=3)
+    parts = dict(steps=24, order=Order("random"), count=build_count("ancestral", 0.9), skip_blocks=(1,))
+    every = Sampler(reuse_predictions=False, skip_refresh=1, **parts)(m, B, generator=gen(3))
+    dropping = Sampler(reuse_predictions=True, skip_refresh=1, **parts)(m, B, generator=gen(3))
+    assert torch.equal(every.ids, dropping.ids)  # exact when every call records
+    result = Sampler(reuse_predictions=True, skip_refresh=3, **parts)(m, B, generator=gen(3))
+    assert result.calls_per_sample < result.nfe and ((result.ids >= 0) & (result.ids < V)).all()
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(skip_blocks=(2,)), r"\[2\] are not blocks of the model.*blocks 0..1"),
+    (dict(skip_blocks=(0,), cache_targets=True), "not with sample.cache_targets"),
+])
+def test_block_reuse_refuses_what_it_cannot_do(kwargs, words):
+    with pytest.raises(ValueError, match=f"sample.skip_blocks: {words}"):
+        Sampler(steps=4, **kwargs)(model(), B, generator=gen())
+
+
+def test_block_reuse_refuses_a_body_without_it_and_a_refresh_below_one():
+    class NoReuse(torch.nn.Module):
+        config = model().config
+
+    with pytest.raises(ValueError, match="sample.skip_blocks.*NoReuse.*cannot skip"):
+        Denoise(NoReuse(), None, skip_blocks=(0,))
+    with pytest.raises(ValueError, match="skip_refresh"):
+        Sampler(skip_refresh=0)
+    assert Sampler.from_config(SampleConfig(skip_blocks=[1, 2], skip_refresh=3)).skip_blocks == (1, 2)

@@ -275,8 +275,13 @@ def test_guidance_works_for_a_policy_trained_with_condition_dropout():
 
 def test_eval_switches_become_decoder_sampler_fields():
     from tasks.vla.config import EvalSection
-    from tasks.vla.evaluate import sampler_overrides
+    from tasks.vla.config import EVAL_SEED_START
+    from tasks.vla.evaluate import results_name, sampler_overrides
 
     assert sampler_overrides(EvalSection()) == {}
     assert sampler_overrides(EvalSection(steps=2, learned=True, cache_targets=True)) == \
         {"steps": 2, "learned": True, "cache_targets": True}
+    skip = sampler_overrides(EvalSection(skip_blocks=[1, 2]))
+    assert skip == {"skip_blocks": [1, 2]}
+    assert results_name("diffusion", skip, 20_000) == "diffusion_skip_blocks1-2_seed20000"
+    assert results_name("diffusion", {"steps": 2, "learned": True}, EVAL_SEED_START) == "diffusion_steps2_learned"

@@ -3,7 +3,7 @@
 from .condition import Condition, Prefix
 from .protocol import Denoiser
 from .tokens import DenoiserOutput
-from .transformer import MaskedDiffusionTransformer
+from .transformer import BlockReuse, MaskedDiffusionTransformer
 
 
 def build_denoiser(config, diffusion=None, sample=None, task=None):
@@ -16,4 +16,4 @@ def build_denoiser(config, diffusion=None, sample=None, task=None):
     return MaskedDiffusionTransformer(config, diffusion, sample, task)
 
 
-__all__ = ["Condition", "Prefix", "Denoiser", "DenoiserOutput", "MaskedDiffusionTransformer", "build_denoiser"]
+__all__ = ["BlockReuse", "Condition", "Prefix", "Denoiser", "DenoiserOutput", "MaskedDiffusionTransformer", "build_denoiser"]

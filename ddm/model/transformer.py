@@ -10,6 +10,7 @@ recomputing it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -39,10 +40,23 @@ def prefix_coordinates(length: int, axes: int) -> Tensor:
     return coords
 
 
+@dataclass
+class BlockReuse:
+    """Reuse of blocks across sampling steps (the Delta-DiT / Learning-to-Cache idea). `deltas[i]`
+    [B, N, D] is how block i changed its input at the last call that ran it. A call with `skip`
+    adds those changes in place of running the blocks in `blocks`; a call without runs every
+    block and records the changes of those in `blocks`."""
+
+    blocks: tuple[int, ...]
+    deltas: dict[int, Tensor]
+    skip: bool = False
+
+
 class MaskedDiffusionTransformer(PretrainedModel):
     config_class = ModelConfig
     sections = DENOISER_SECTIONS
     supports_prefix_cache = True
+    supports_block_reuse = True
 
     def __init__(self, config: ModelConfig, diffusion: DiffusionConfig | None = None,
                  sample: SampleConfig | None = None, task: dict | None = None):
@@ -85,13 +99,14 @@ class MaskedDiffusionTransformer(PretrainedModel):
 
     def forward(self, ids: Tensor, t: Tensor | None = None, cond: Condition | None = None,
                 prefix: Prefix | None = None, values: Tensor | None = None,
-                where: Tensor | None = None) -> DenoiserOutput:
+                where: Tensor | None = None, reuse: BlockReuse | None = None) -> DenoiserOutput:
         """Predict the clean tokens (and continuous values) of every target position.
 
         ids [B, N] with masked positions set to `config.mask_id`; t [B] in [0, 1] (used
         when time-conditioned); either `cond` or its cached `prefix` (from
         `encode_prefix`); values [B, N, C] noisy continuous inputs, if any; where [B, N]
-        bool: run the discrete head at these positions only (logits [M, V], row-major order).
+        bool: run the discrete head at these positions only (logits [M, V], row-major order);
+        reuse: skip some blocks by their last output change, or record it (`BlockReuse`).
         """
         check_inputs(self.config, ids, t, cond, values, prefix, joint=is_joint(self))
         if prefix is None:
@@ -103,8 +118,14 @@ class MaskedDiffusionTransformer(PretrainedModel):
             ones = torch.ones(ids.shape, dtype=torch.bool, device=ids.device)
             key_mask = torch.cat((prefix.mask, ones), dim=1)
         for i, block in enumerate(self.blocks):
+            if reuse is not None and reuse.skip and i in reuse.blocks:
+                x = x + reuse.deltas[i]
+                continue
             past = None if prefix is None else (prefix.keys[i], prefix.values[i])
-            x, _ = block(x, rope, past=past, key_mask=key_mask, causal=self.config.causal)
+            out, _ = block(x, rope, past=past, key_mask=key_mask, causal=self.config.causal)
+            if reuse is not None and i in reuse.blocks:
+                reuse.deltas[i] = out - x
+            x = out
         return self.heads(x, where)
 
     def forward_cached(self, ids: Tensor, t: Tensor | None, index: Tensor | None,

@@ -17,6 +17,13 @@ the masked positions and those whose token changed since they last ran; the othe
 are attended to through the keys/values of their last run. Those are stale by however much
 the tokens around them changed since, which is the approximation. `refresh` > 0 runs every
 position every `refresh` calls.
+
+Block reuse (`skip_blocks`, the Delta-DiT / Learning-to-Cache idea): between neighbouring steps
+most tokens do not change, and neither does much of what a block adds to them. A call that is
+not a multiple of `skip_refresh` skips the listed blocks, adding instead the change each made to
+its input at the last call that ran it; the others run every block and record those changes.
+The recorded changes are stale by however much the tokens changed since, which is the
+approximation. It cuts the work of a call by the share of blocks skipped, at any batch size.
 """
 
 from __future__ import annotations
@@ -24,13 +31,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..model import Condition
+from ..model import BlockReuse, Condition
 from .guidance import ClassifierFreeGuidance
 
 
 class Denoise:
     def __init__(self, model, cond: Condition | None, guidance: ClassifierFreeGuidance | None = None,
-                 cache_prefix: bool = True, reuse: bool = True, cache_targets: bool = False, refresh: int = 0):
+                 cache_prefix: bool = True, reuse: bool = True, cache_targets: bool = False, refresh: int = 0,
+                 skip_blocks: tuple[int, ...] = (), skip_refresh: int = 2):
         self.model = model
         self.guidance = guidance
         self.cond = guidance.rows(cond) if guidance is not None else cond
@@ -42,6 +50,10 @@ class Denoise:
             self.prefix = model.encode_prefix(self.cond)
         self.reuse = reuse
         self.cache_targets, self.refresh = cache_targets, refresh
+        if skip_blocks:
+            _check_block_reuse(model, skip_blocks, cache_targets)
+        self.skip_blocks, self.skip_refresh = tuple(skip_blocks), skip_refresh
+        self._deltas: dict[int, Tensor] | None = None  # skip_blocks: per block [fed rows, N, D]
         self.nfe = 0
         self.row_nfe: Tensor | None = None  # [B] calls per row
         self.positions_run = 0  # target positions run by the model (x2 when guided), against...
@@ -51,7 +63,7 @@ class Denoise:
         self._kv: list[tuple[Tensor, Tensor]] | None = None  # cache_targets: per layer [fed rows, H, N, Dh]
         self._ran: Tensor | None = None  # cache_targets: [fed rows, N] the token each position last ran with
         self._raw: Tensor | None = None  # cache_targets: [fed rows, N, V] logits of each position's last run
-        self._calls = 0
+        self._calls = 0  # model calls so far (the refresh clocks of cache_targets and skip_blocks)
 
     def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """ids [B, N] (and a joint model's noisy vectors [B, N, C]) -> (logits or guided log-probs
@@ -79,6 +91,7 @@ class Denoise:
             logits, continuous = self._cached(tokens, times, fed), None
         else:
             logits, continuous = self._run(tokens, times, vectors, fed)
+        self._calls += 1
         vocab = self.model.config.vocab_size
         if logits.shape != (*tokens.shape, vocab):
             raise ValueError(f"model: returned logits of shape {tuple(logits.shape)}, expected "
@@ -95,6 +108,9 @@ class Denoise:
 
     def _run(self, tokens: Tensor, times: Tensor, vectors: Tensor | None, fed: Tensor | None):
         extra = {} if vectors is None else {"values": vectors}  # a discrete-only denoiser need not take values
+        reuse = self._block_reuse(fed)
+        if reuse is not None:
+            extra["reuse"] = reuse
         self.positions_run += tokens.numel()
         self.positions_total += tokens.numel()
         if self.prefix is not None:
@@ -103,7 +119,22 @@ class Denoise:
         else:
             cond = self.cond if fed is None or self.cond is None else self.cond.select(fed)
             out = self.model(tokens, t=times, cond=cond, **extra)
+        if reuse is not None and not reuse.skip:  # the blocks' changes at this call, kept for the next ones
+            if fed is None:
+                self._deltas = reuse.deltas
+            else:
+                for i, delta in reuse.deltas.items():
+                    self._deltas[i][fed] = delta
         return out.logits, out.continuous
+
+    def _block_reuse(self, fed: Tensor | None) -> BlockReuse | None:
+        """What the blocks of this call reuse (`skip_blocks`): nothing at a refresh, which records."""
+        if not self.skip_blocks:
+            return None
+        if self._deltas is None or self._calls % self.skip_refresh == 0:
+            return BlockReuse(self.skip_blocks, {})
+        deltas = self._deltas if fed is None else {i: d[fed] for i, d in self._deltas.items()}
+        return BlockReuse(self.skip_blocks, deltas, skip=True)
 
     def _cached(self, tokens: Tensor, times: Tensor, fed: Tensor | None) -> Tensor:
         """Raw logits [fed rows, N, V] with only the stale positions run (`cache_targets`)."""
@@ -115,7 +146,6 @@ class Denoise:
             width = int(stale.sum(1).max())
             if width == tokens.shape[1]:
                 stale = None  # every position is stale: one exact call
-        self._calls += 1
         n = tokens.shape[1]
         if stale is None:
             out, kv = self.model.forward_cached(tokens, times, None, None, prefix)
@@ -137,6 +167,21 @@ class Denoise:
                 k[fed], v[fed] = k_new, v_new
             self._ran[fed], self._raw[fed] = ran, raw
         return raw
+
+
+def _check_block_reuse(model, blocks: tuple[int, ...], cache_targets: bool) -> None:
+    name = type(model).__name__
+    if not getattr(model, "supports_block_reuse", False):
+        raise ValueError(f"sample.skip_blocks: the model ({name}) cannot skip its blocks (no `reuse` in its "
+                         "forward); set sample.skip_blocks=[]")
+    depth = len(model.blocks)
+    outside = [i for i in blocks if not 0 <= i < depth]
+    if outside:
+        raise ValueError(f"sample.skip_blocks: {outside} are not blocks of the model ({name}), which has "
+                         f"blocks 0..{depth - 1}")
+    if cache_targets:
+        raise ValueError("sample.skip_blocks: not with sample.cache_targets (a skipped block would leave the "
+                         "target cache's keys/values of the positions run stale); choose one")
 
 
 def _check_target_cache(model) -> None:

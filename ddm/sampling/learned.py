@@ -39,7 +39,8 @@ LEARNED_DIR = "samplers"
 # Fields that do not change what a step does: not part of the key.
 _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned", "quantize")  # quantize: the model, not the sampler
 # Parts added after learned files existed: part of the key only when set, so those files keep theirs.
-_LATER_PARTS = {"continuous_noise": 0.0, "cache_targets": False, "cache_refresh": 0}
+_LATER_PARTS = {"continuous_noise": 0.0, "cache_targets": False, "cache_refresh": 0, "skip_blocks": [],
+                "skip_refresh": 2}
 
 
 @dataclass

@@ -56,6 +56,8 @@ class Sampler:
     reuse_predictions: bool = True
     cache_targets: bool = False  # approximate: run only masked and changed tokens (ddm.sampling.denoise)
     cache_refresh: int = 0  # with cache_targets: run every token every this many calls (0: only the first)
+    skip_blocks: tuple[int, ...] = ()  # approximate: blocks that reuse their last change between refreshes
+    skip_refresh: int = 2  # with skip_blocks: every block runs every this many calls (1: every call, exact)
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
     step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
     continuous_noise: float = 0.0  # joint models: share of the vectors' noise redrawn per step (0: the ODE)
@@ -66,7 +68,8 @@ class Sampler:
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
                   ("continuous_noise", 0 <= self.continuous_noise <= 1, "in [0, 1]"),
                   ("block_size", self.block_size >= 0, ">= 0 (0: one block)"),
-                  ("cache_refresh", self.cache_refresh >= 0, ">= 0 (0: only the first call)")]
+                  ("cache_refresh", self.cache_refresh >= 0, ">= 0 (0: only the first call)"),
+                  ("skip_refresh", self.skip_refresh >= 1, ">= 1 (1: every call runs every block)")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"sampler.{name}: {getattr(self, name)!r} is out of range; expected {allowed}")
@@ -88,6 +91,7 @@ class Sampler:
                    guidance_scale=cfg.guidance_scale, block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
                    reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
                    cache_targets=cfg.cache_targets, cache_refresh=cfg.cache_refresh,
+                   skip_blocks=tuple(cfg.skip_blocks), skip_refresh=cfg.skip_refresh,
                    **({} if process is None else {"process": process}))
 
     @classmethod
@@ -177,7 +181,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
 
     state = SamplingState.start(batch, n, cfg.mask_id, device, *(fixed or (None, None)))
     denoise = Denoise(model, cond, guidance, sampler.cache_prefix, sampler.reuse_predictions,
-                      sampler.cache_targets, sampler.cache_refresh)
+                      sampler.cache_targets, sampler.cache_refresh, sampler.skip_blocks, sampler.skip_refresh)
     # A joint model's vectors (`ddm.continuous`), carried from step to step. On their own clock (`lag`),
     # the ids take all but the last call, which finishes the vectors given every id.
     flow = ContinuousSampler.for_model(model, sampler.continuous_noise)

@@ -126,6 +126,7 @@ class EvalSection:
     steps: int = bounded(0, 0)  # decoder steps per chunk (0: the policy's own policy.sample.steps)
     learned: bool = False  # decode with the sampler distilled for those steps (ddm distill)
     cache_targets: bool = False  # decode with the approximate target cache (sample.cache_targets)
+    skip_blocks: list[int] = field(default_factory=list)  # decode reusing these blocks' changes (sample.skip_blocks)
 
     def __post_init__(self) -> None:
         _check_tasks(self.tasks, "eval.tasks")

@@ -42,9 +42,11 @@ def _init_worker(policy_dir: str, threads: int, execute: int, ensemble: float, s
 
 
 def sampler_overrides(e: EvalSection) -> dict:
-    """The decoder's sample fields the evaluation changes (eval.steps, eval.learned, eval.cache_targets)."""
+    """The decoder's sample fields the evaluation changes (eval.steps, eval.learned, eval.cache_targets,
+    eval.skip_blocks)."""
     return {**({"steps": e.steps} if e.steps else {}), **({"learned": True} if e.learned else {}),
-            **({"cache_targets": True} if e.cache_targets else {})}
+            **({"cache_targets": True} if e.cache_targets else {}),
+            **({"skip_blocks": list(e.skip_blocks)} if e.skip_blocks else {})}
 
 
 def policy_observation(obs, images: dict, cameras: list[str], text: str) -> dict:
@@ -149,8 +151,11 @@ def evaluate_policy(exp: VLAExperiment, decoder: str, progress: bool = True, pol
 
 def results_name(decoder_name: str, sampler: dict, seed: int) -> str:
     """The evaluation's name in <run_dir>/eval_<name>.json: the decoder, then any sampler override
-    (`_steps2_learned`), then any seed set but the first (`_seed20000`)."""
-    name = decoder_name + "".join(f"_{k}{'' if v is True else v}" for k, v in sampler.items())
+    (`_steps2_learned`, `_skip_blocks1-2`), then any seed set but the first (`_seed20000`)."""
+    def text(v) -> str:
+        return "" if v is True else "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    name = decoder_name + "".join(f"_{k}{text(v)}" for k, v in sampler.items())
     return name + (f"_seed{seed}" if seed != EVAL_SEED_START else "")
 
 
