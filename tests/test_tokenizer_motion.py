@@ -224,6 +224,17 @@ def test_foot_term_on_known_motion(small_data):
     sunk[..., ROOT_POS.start + 1] -= 0.01
     assert float(foot_error(x, sunk)) == pytest.approx(0.0, abs=1e-6)
     assert float(foot_error(x, sunk, height=0.5)) == pytest.approx(0.5, rel=1e-3)
+    # The contact term counts the planted foot-frames only: 1 cm squared on that share of them.
+    from tokenizers_vq.data.motion import features_to_pose, foot_positions, joint_positions
+    from tokenizers_vq.kinematics import load_skeleton
+
+    skel = load_skeleton()
+    planted = float((foot_positions(skel, *joint_positions(skel, features_to_pose(x)))[..., 1] * 100 < 5).float().mean())
+    assert 0 < planted < 1
+    assert float(foot_error(x, sunk, contact=2.0)) == pytest.approx(2.0 * planted, rel=1e-3)
+    raised = x.clone()  # swing feet alone 1 cm higher would cost nothing; the whole body costs the planted share
+    raised[..., ROOT_POS.start + 1] += 0.01
+    assert float(foot_error(x, raised, contact=1.0)) == pytest.approx(planted, rel=1e-3)
     # The term joins the feature error at its weight, and its gradient reaches the features.
     plain, footed = tiny_tokenizer(), MotionTokenizer(MotionTokenizerConfig(
         channels=16, latent_dim=8, downsample=4, blocks=1, foot_weight=0.5,
@@ -240,6 +251,8 @@ def test_bad_foot_weight_and_upsampling_are_named():
         MotionTokenizerConfig(foot_weight=-1.0)
     with pytest.raises(ConfigError, match="tokenizer.foot_height"):
         MotionTokenizerConfig(foot_height=-0.5)
+    with pytest.raises(ConfigError, match="tokenizer.foot_contact"):
+        MotionTokenizerConfig(foot_contact=-0.5)
     with pytest.raises(ConfigError, match="tokenizer.upsample.*'cubic'"):
         MotionTokenizerConfig(upsample="cubic")
     linear = MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, downsample=4, blocks=1, upsample="linear",

@@ -44,6 +44,9 @@ class MotionTokenizerConfig:
     # beside the feature error: small rotation errors up the legs add up to a sliding foot.
     foot_weight: float = 0.0
     foot_height: float = 0.0  # the weight of the feet's height error (cm) beside their motion's in that term
+    # ... and of the planted feet's height error only: frames where the real foot is within
+    # CONTACT_CM of the floor (the motion task's contact rule), so swing feet stay free
+    foot_contact: float = 0.0
     upsample: str = "nearest"  # the decoder's upsampling between resolutions: nearest or linear
     # a fixed grid per group of 4 latent dims (configs/tokenizers/motion.yaml says why not learned codebooks)
     quantizer: QuantizerConfig = field(
@@ -56,6 +59,8 @@ class MotionTokenizerConfig:
             raise ConfigError(f"tokenizer.foot_weight: expected >= 0, got {self.foot_weight}")
         if not self.foot_height >= 0:
             raise ConfigError(f"tokenizer.foot_height: expected >= 0, got {self.foot_height}")
+        if not self.foot_contact >= 0:
+            raise ConfigError(f"tokenizer.foot_contact: expected >= 0, got {self.foot_contact}")
         if self.upsample not in ("nearest", "linear"):
             raise ConfigError(f"tokenizer.upsample: expected 'nearest' or 'linear', got {self.upsample!r}")
 
@@ -137,7 +142,8 @@ class MotionTokenizer(LearnedTokenizer):
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         loss = (((x_hat - x) / self.feature_std) ** 2).mean()  # in standardized units
         if self.config.foot_weight > 0:
-            loss = loss + self.config.foot_weight * foot_error(x, x_hat, self.config.foot_height)
+            loss = loss + self.config.foot_weight * foot_error(x, x_hat, self.config.foot_height,
+                                                               self.config.foot_contact)
         return loss
 
     @torch.no_grad()
@@ -244,10 +250,14 @@ def _skeleton():
     return load_skeleton()
 
 
-def foot_error(x: torch.Tensor, x_hat: torch.Tensor, height: float = 0.0) -> torch.Tensor:
+CONTACT_CM = 5.0  # a foot this close to the floor is planted (tasks.motion.metrics.foot_skating's rule)
+
+
+def foot_error(x: torch.Tensor, x_hat: torch.Tensor, height: float = 0.0, contact: float = 0.0) -> torch.Tensor:
     """Mean squared error of the feet's frame-to-frame motion (cm per frame, 3 axes) of features
-    [B, T, 65], plus `height` times that of their height above the floor (cm): motion alone lets
-    a planted foot sink."""
+    [B, T, 65], plus `height` times that of their height above the floor (cm), plus `contact` times
+    that of their height where the real foot is planted (its share of all foot-frames): motion
+    alone lets a planted foot sink."""
     skel = _skeleton()
 
     def feet(features: torch.Tensor) -> torch.Tensor:
@@ -255,7 +265,12 @@ def foot_error(x: torch.Tensor, x_hat: torch.Tensor, height: float = 0.0) -> tor
 
     f, f_hat = feet(x), feet(x_hat)
     error = ((f_hat.diff(dim=1) - f.diff(dim=1)) ** 2).mean()
-    return error + height * ((f_hat[..., 1] - f[..., 1]) ** 2).mean() if height else error
+    height_error = (f_hat[..., 1] - f[..., 1]) ** 2
+    if height:
+        error = error + height * height_error.mean()
+    if contact:
+        error = error + contact * (height_error * (f[..., 1] < CONTACT_CM)).mean()
+    return error
 
 
 __all__ = ["MotionTokenizer", "MotionTokenizerConfig", "MotionDataConfig"]
