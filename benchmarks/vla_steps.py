@@ -52,7 +52,8 @@ def picture(rows: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     for seeds in sorted({tuple(r["seeds"]) for r in rows}):
         for name, marker in (("plain", "o"), ("learned", "^")):
-            points = sorted((r["nfe"], 100 * r["success"]) for r in rows if r["name"] == name and tuple(r["seeds"]) == seeds)
+            line = [r for r in rows if r["name"] == name and tuple(r["seeds"]) == seeds]
+            points = sorted((r["nfe"], 100 * r["success"]) for r in line)
             if points:
                 ax.plot(*zip(*points), marker=marker, label=f"{name}, seeds {seeds[0]}-{seeds[1]}")
     ax.set_xlabel("decoder calls per action chunk")
