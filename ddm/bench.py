@@ -89,9 +89,9 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
             except (FileNotFoundError, ValueError) as e:
                 notes.append(f"learned: skipped ({e})")
         elif name == "autoregressive":
-            if not (task.run_dir / "baseline" / "model" / "config.json").is_file():
-                notes.append(f"autoregressive: skipped (no trained baseline in {task.run_dir / 'baseline'}; "
-                             "the task's `ddm eval` trains one where it has one)")
+            missing = task.baseline_missing()
+            if missing:
+                notes.append(f"autoregressive: skipped ({missing})")
                 continue
             if task.sample_fixed(1) is not None:
                 notes.append("autoregressive: skipped (the task fixes tokens the raster order cannot take as given)")

@@ -247,6 +247,13 @@ class DiffusionTask(Task):
         print(f"trained {result.step} steps, {loss}; model saved to {self.run_dir / MODEL_DIR}")
         return result
 
+    def baseline_missing(self) -> str | None:
+        """Why `ddm bench` has no trained autoregressive baseline to compare (None: it has one)."""
+        if (self.run_dir / "baseline" / "model" / "config.json").is_file():
+            return None
+        return (f"no trained baseline in {self.run_dir / 'baseline'}; the task's `ddm eval` trains one where it "
+                "has one")
+
     def baseline_model(self):
         """The autoregressive baseline: the same model config but causal, the same data and training;
         trained once into run_dir/baseline (an interrupted one resumes, and is never saved as finished)."""

@@ -49,6 +49,21 @@ def test_demos_train_and_eval_through_the_command(gl, tmp_path, capsys):  # noqa
     assert learned["sampler"] == {"steps": 1, "learned": True}
     assert all(e["nfe"] == e["chunks"] for e in learned["episode_results"])  # one decoder call per chunk
 
+    # `ddm bench`: the decoder's modes on the same demo frames, the recorded closed-loop success beside them.
+    capsys.readouterr()
+    assert main(["bench", "--config", CONFIG, run, "--batch", "8", "--rounds", "1", "--singles", "1", "--modes",
+                 "plain", "cached", "skip", "int8", "learned", "autoregressive"]) == 0
+    out = capsys.readouterr().out
+    quality = out.split("quality (")[1].split("cost (")[0].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in quality[2:] if line.strip()}
+    assert quality[1].split() == ["mode", "token_accuracy", "within_one_bin", "action_mae", "gripper_accuracy"]
+    assert list(rows) == ["plain", "cached", "skip", "int8"] and rows["plain"] == rows["cached"]  # an exact cache
+    assert "learned: skipped (" in out and "no sampler distilled for 2 steps" in out  # the folder has a 1-step one
+    assert "autoregressive: skipped (no autoregressive policy in" in out
+    success = out.split("as `ddm eval` recorded it in the run folder:")[1].splitlines()[1:]
+    assert [line.split()[0] for line in success] == ["plain", "cached", "skip", "int8"]
+    assert f"{tmp_path / 'eval_diffusion.json'}" in success[0] and "eval.skip_blocks=[0]` measures it" in success[2]
+
     # A second seed set has its own results file; the first set's stays as it was.
     first = (tmp_path / "eval_diffusion.json").read_text()
     assert main(["eval", "--config", CONFIG, run, "eval.seed=10001", "eval.gifs=0"]) == 0
@@ -88,3 +103,28 @@ def test_two_workers_give_the_results_of_one(gl, tmp_path):  # noqa: F811
         results.append([{k: e[k] for k in ("task", "seed", "success", "steps", "nfe")}
                         for e in evaluate_policy(exp, "diffusion", progress=False)["episode_results"]])
     assert results[0] == results[1]
+
+
+def test_the_policy_bench_scores_the_expert_tokens_as_perfect(gl, tmp_path):  # noqa: F811
+    import torch
+
+    from ddm.experiment import load_experiment
+    from tasks.vla.bench import PolicyBench
+    from tasks.vla.train import train_policy
+
+    exp = load_experiment(CONFIG, [f"run_dir={tmp_path}", "train.steps=1"])
+    train_policy(exp, progress=False)
+    view = PolicyBench(exp)
+    cond = view.sample_conditions(6)
+    assert cond.select(torch.tensor([4, 1])).frames.tolist() == cond.frames[[4, 1]].tolist()
+    expert = view.expert[cond.frames]
+    assert view.sample_metrics(expert, cond) == {"token_accuracy": 1.0, "within_one_bin": 1.0, "action_mae": 0.0,
+                                                 "gripper_accuracy": 1.0}
+    bins = expert.view(6, -1, 4)[..., :3]  # one bin off in every arm dimension, away from the edge
+    off = expert.clone().view(6, -1, 4)
+    off[..., :3] = torch.where(bins > 0, bins - 1, bins + 1)
+    m = view.sample_metrics(off.view(6, -1), cond)
+    assert m["within_one_bin"] == 1.0 and m["gripper_accuracy"] == 1.0
+    assert abs(m["action_mae"] - 2 / 16) < 1e-6 and m["token_accuracy"] == 0.25  # only the gripper tokens agree
+    with pytest.raises(ValueError, match="bench: 100000 samples asked, the demos have"):
+        view.sample_conditions(100000)

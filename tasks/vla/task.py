@@ -4,6 +4,7 @@
     ddm train   --config configs/vla/mt10_cpu.yaml "task.decoders=[diffusion,autoregressive,regression]"
     ddm eval    --config configs/vla/mt10_cpu.yaml "task.decoders=[diffusion,autoregressive,regression]"
     ddm run     --config configs/vla/mt10_cpu.yaml     # train, then evaluate, every decoder in task.decoders
+    ddm bench   --config configs/vla/mt10_cpu.yaml --modes plain cached skip int8   # decoding modes side by side
     ddm distill --config configs/vla/mt10_cpu.yaml --steps 2   # a 2-step sampler for the diffusion decoder
     ddm eval    --config configs/vla/mt10_cpu.yaml eval.steps=2 eval.learned=true
 
@@ -56,6 +57,14 @@ class VLATask(Task):
         if len(summaries) > 1:
             print(format_comparison(list(summaries.values())))
         return summaries
+
+    def bench(self, model_dir: str | Path | None = None, modes: tuple[str, ...] = ("plain", "cached"), batch: int = 500,
+              rounds: int = 2, singles: int = 20, train: bool = False) -> dict:
+        """`ddm bench`: the diffusion decoder's ways of decoding side by side on demo frames (`tasks.vla.bench`)."""
+        from .bench import bench_policy
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return bench_policy(self.config, model_dir, modes, batch, rounds, singles, train)
 
     def distill(self, steps: int, plus: bool = False, teacher_steps: int = 128, model_dir: str | Path | None = None,
                 **options: Any) -> dict[str, Any]:
