@@ -7,7 +7,7 @@ import torch
 
 from tasks.motion.data import SENTENCES, canonical, check_sentences, label_ids, load_splits, windows
 from tasks.motion.importance import rank01, velocity_importance
-from tasks.motion.inbetween import ends_kept, token_mask
+from tasks.motion.inbetween import blend_seams, ends_kept, token_mask
 from tasks.motion.kin import body_points
 from tasks.motion.metrics import JointRanges, foot_skating, ground_penetration, mean_pairwise_distance
 from tokenizers_vq.data.motion import MotionDataConfig, pose_to_features
@@ -135,6 +135,25 @@ def test_inbetween_masks_must_hide_something_and_keep_something():
         ends_kept(1, 16, 8)
 
 
+def test_blending_the_seams_removes_a_decoder_error_that_is_linear_in_time():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 5, generator=g)
+    hidden = ends_kept(2, 16, 4)
+    a, b = torch.randn(2, 1, 5, generator=g), torch.randn(2, 1, 5, generator=g)
+    drift = a + (b - a) * torch.linspace(0, 1, 16)[None, :, None]  # an error that drifts from a to b
+    torch.testing.assert_close(blend_seams(x + drift, x, hidden), x)  # gone in the gap, the kept frames as given
+    noise = torch.randn(2, 16, 5, generator=g)  # what the decoder gets wrong beyond its seams stays
+    w = torch.arange(1, 9)[None, :, None] / 9  # frames 4..11 between the kept frames 3 and 12
+    torch.testing.assert_close(blend_seams(x + drift + noise, x, hidden)[:, 4:12],
+                               (x + noise)[:, 4:12] - torch.lerp(noise[:, 3:4], noise[:, 12:13], w))
+    tail = torch.zeros(1, 16, dtype=torch.bool)
+    tail[0, 10:] = True  # a gap that reaches the end takes the error of the one kept frame before it
+    out = blend_seams(x[:1] + drift[:1], x[:1], tail)
+    torch.testing.assert_close(out[0, 10:], x[0, 10:] + drift[0, 10:] - drift[0, 9])
+    with pytest.raises(ValueError, match="hides every frame"):
+        blend_seams(x, x, torch.ones(2, 16, dtype=torch.bool))
+
+
 # ---------------------------------------------------------------- end to end on a tiny slice
 
 
@@ -213,8 +232,11 @@ def test_the_task_trains_samples_and_evaluates_end_to_end(tiny_task, capsys):
     out = capsys.readouterr().out
     for row in ("real held-out motion", "real training windows", "tokenizer reconstructions, held-out",
                 "tokenizer reconstructions, training", "priority 1, 2 steps",
-                "uniform masking, 2 steps", "autoregressive", "text, unseen paraphrases, 2 steps", "in-betweening"):
+                "uniform masking, 2 steps", "autoregressive", "text, unseen paraphrases, 2 steps", "in-betweening",
+                "diffusion, seams blended", "diffusion, as decoded", "tokenizer reconstruction, seams blended",
+                "linear interpolation of the kept frames"):
         assert row in out
+    assert metrics["inbetween/tokenizer_seam_cm"] < metrics["inbetween/tokenizer_unblended_seam_cm"]
     assert 0.0 <= metrics["classifier/heldout_accuracy"] <= 1.0
     assert metrics["autoregressive/nfe"] == 16.0  # 8 tokens, x2 with guidance
     for name in ("samples.gif", "inbetween.gif", "samples_text_paraphrases.gif"):

@@ -45,7 +45,7 @@ from . import pictures
 from .classifier import load_or_train_classifier
 from .data import PARAPHRASES, SENTENCES, canonical, check_sentences, label_ids, load_splits, windows
 from .importance import velocity_importance
-from .inbetween import ends_kept, fixed_tokens, token_mask
+from .inbetween import blend_seams, ends_kept, fixed_tokens, token_mask
 from .kin import body_points
 from .metrics import JointRanges, foot_skating, frechet_distance, ground_penetration, mean_pairwise_distance
 from .text import TEXT_DIM, encode_sentences
@@ -241,10 +241,18 @@ class MotionTask(DiffusionTask):
         return self.decode(result.ids)[:, :frames], result, seconds
 
     def inbetween(self, model, x: Tensor, labels, hidden: Tensor | None = None, steps: int | None = None,
-                  seed: int = 0) -> tuple[Tensor, Tensor, float]:
+                  seed: int = 0, blend: bool = True) -> tuple[Tensor, Tensor, float]:
         """Fill the hidden frames of real motions x [B, frames, 65] between the kept ones, conditioned on
         `labels`: (motions with the kept frames as given, hidden [B, frames], seconds). `hidden`
-        defaults to all but `task.inbetween_keep` frames at each end."""
+        defaults to all but `task.inbetween_keep` frames at each end. `blend`: move the generated frames
+        by the decoder's error on the kept frames beside them (`inbetween.blend_seams`)."""
+        decoded, hidden, seconds = self._fill(model, x, labels, hidden, steps, seed)
+        return _keep_given(decoded, x, hidden, blend), hidden, seconds
+
+    def _fill(self, model, x: Tensor, labels, hidden: Tensor | None, steps: int | None, seed: int
+              ) -> tuple[Tensor, Tensor, float]:
+        """`inbetween`'s sampling: (the decoded motions [B, frames, 65], their kept frames as the tokenizer
+        gives them back; hidden; seconds)."""
         t = self.config.task
         if x.ndim != 3 or tuple(x.shape[1:]) != (t.frames, 65):
             raise ValueError(f"x: expected motions [B, {t.frames}, 65] (the model's window), got {tuple(x.shape)}")
@@ -256,8 +264,7 @@ class MotionTask(DiffusionTask):
         classes = label_ids(labels, self.names)
         fixed = fixed_tokens(self.encode(x), generated)
         result, seconds = self._sample(model, Condition(classes=classes), steps, seed, fixed=fixed)
-        filled = self.decode(result.ids)
-        return torch.where(hidden[..., None], filled, x), hidden, seconds
+        return self.decode(result.ids), hidden, seconds
 
     # ------------------------------------------------------------------ the other models
     def _variant(self, name: str, model_cfg, diffusion_cfg, dataset):
@@ -451,11 +458,16 @@ class MotionTask(DiffusionTask):
         if not len(self.heldout_x):
             return {}
         x, y = self.heldout_x, self.heldout_y
-        filled, hidden, seconds = self.inbetween(model, x, y, seed=self.config.sample.seed)
+        decoded, hidden, seconds = self._fill(model, x, y, None, None, self.config.sample.seed)
+        filled = _keep_given(decoded, x, hidden, blend=True)
         lerp = _interpolate(x, t.inbetween_keep)
         truth, _ = body_points(x)
         out = {"windows": float(len(x)), "clips": float(len(y.unique())), "ms_per_motion": 1000 * seconds / len(x)}
-        for name, motion in (("diffusion", filled), ("linear", lerp)):
+        rebuilt = self.decode(self.encode(x))  # the tokenizer's own reconstruction: the bound of the fill
+        for name, motion in (("diffusion", filled), ("unblended", _keep_given(decoded, x, hidden, blend=False)),
+                             ("tokenizer", _keep_given(rebuilt, x, hidden, blend=True)),
+                             ("tokenizer_unblended", _keep_given(rebuilt, x, hidden, blend=False)),
+                             ("linear", lerp)):
             pos, _ = body_points(motion)
             err = (pos - truth).norm(dim=-1).mean(-1)  # [B, T] mean joint error, m
             q = self.quality(motion, y)
@@ -468,7 +480,7 @@ class MotionTask(DiffusionTask):
         # was trained on, where the held-out ends (other phases of each clip) may lie outside its data?
         seen = torch.linspace(0, len(self.train_x) - 1, len(x)).round().long()
         filled_seen, hidden_seen, _ = self.inbetween(model, self.train_x[seen], self.train_y[seen],
-                                                     seed=self.config.sample.seed)
+                                                     seed=self.config.sample.seed)  # blended
         pos_seen, _ = body_points(filled_seen)
         truth_seen, _ = body_points(self.train_x[seen])
         lerp_seen, _ = body_points(_interpolate(self.train_x[seen], t.inbetween_keep))
@@ -515,14 +527,19 @@ class MotionTask(DiffusionTask):
         else:
             i = inbetween
             lines.append(f"  in-betweening ({int(i['windows'])} held-out windows of {int(i['clips'])} clips, "
-                         f"{t.inbetween_keep} frames kept at each end, the label given): mean joint error of the "
-                         f"generated frames {i['diffusion_joint_error_cm']:.1f} cm (linear interpolation "
-                         f"{i['linear_joint_error_cm']:.1f}); judge accuracy {i['diffusion_accuracy']:.3f} "
-                         f"(linear {i['linear_accuracy']:.3f}); skating {i['diffusion_skating_cm_s']:.1f} cm/s "
-                         f"(linear {i['linear_skating_cm_s']:.1f}, real {i['real_skating_cm_s']:.1f}); largest "
-                         f"frame-to-frame joint jump at the seams {i['diffusion_seam_cm']:.1f} cm (linear "
-                         f"{i['linear_seam_cm']:.1f}, real {i['real_seam_cm']:.1f}); on {int(i['windows'])} training "
-                         f"windows: joint error {i['train_diffusion_joint_error_cm']:.1f} cm (linear "
+                         f"{t.inbetween_keep} frames kept at each end, the label given; 'seams blended': moved by "
+                         "the decoder's error on the kept frames beside them)")
+            lines.append(f"    {'':<44} {'joint err cm':>12} {'seam jump cm':>12} {'accuracy':>8} {'skate cm/s':>10}")
+            for key, name in (("diffusion", "diffusion, seams blended"), ("unblended", "diffusion, as decoded"),
+                              ("tokenizer", "tokenizer reconstruction, seams blended"),
+                              ("tokenizer_unblended", "tokenizer reconstruction, as decoded"),
+                              ("linear", "linear interpolation of the kept frames")):
+                lines.append(f"    {name:<44} {i[f'{key}_joint_error_cm']:>12.1f} {i[f'{key}_seam_cm']:>12.1f} "
+                             f"{i[f'{key}_accuracy']:>8.3f} {i[f'{key}_skating_cm_s']:>10.1f}")
+            lines.append(f"    {'real motion':<44} {'-':>12} {i['real_seam_cm']:>12.1f} {'-':>8} "
+                         f"{i['real_skating_cm_s']:>10.1f}")
+            lines.append(f"    on {int(i['windows'])} training windows: joint error "
+                         f"{i['train_diffusion_joint_error_cm']:.1f} cm, seams blended (linear "
                          f"{i['train_linear_joint_error_cm']:.1f})")
         return "\n".join(lines)
 
@@ -540,6 +557,12 @@ def _balanced(feats: Tensor, labels: Tensor, per_class: int = 200, seed: int = 0
         rows = torch.nonzero(labels == k)[:, 0]
         out.append(feats[rows[torch.randint(len(rows), (per_class,), generator=g)]])
     return torch.cat(out)
+
+
+def _keep_given(decoded: Tensor, x: Tensor, hidden: Tensor, blend: bool) -> Tensor:
+    """The kept frames as given, the hidden ones decoded: moved by the decoder's error on the kept frames
+    beside them (`blend`, `inbetween.blend_seams`), or as decoded."""
+    return blend_seams(decoded, x, hidden) if blend else torch.where(hidden[..., None], decoded, x)
 
 
 def _interpolate(x: Tensor, keep: int) -> Tensor:
