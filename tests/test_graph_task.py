@@ -290,3 +290,25 @@ def test_the_task_refuses_a_model_that_does_not_fit_its_tokens(tiny_graph_run):
         build_task(load_experiment("configs/tasks/graph_cpu.yaml", base)).prepare()  # the config's [300]
     with pytest.raises(ConfigError, match="condition vector has 7 numbers"):
         build_task(load_experiment("configs/tasks/graph_cpu.yaml", [*base, "model.cond_embed_dim=8"]))
+
+
+def test_the_conditioning_benchmark_chooses_on_requests_it_does_not_report(tiny_graph_run, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import graph_conditioning
+
+    task, _ = tiny_graph_run
+    graph_conditioning.main(["--config", "configs/tasks/graph_cpu.yaml",
+                             f"task.tokenizer_config={task.config.task.tokenizer_config}", f"run_dir={task.run_dir}",
+                             "model.shape=[78]", "model.d_model=32", "model.depth=1", "task.samples_per_family=3",
+                             "sample.steps=4", "sample.batch_size=6", "--orders", "confidence", "entropy",
+                             "--guidance", "0"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("  selection") or line.startswith("  test")]
+    assert [r[:3] for r in rows[:2]] == [["selection", "confidence", "0.0"], ["selection", "entropy", "0.0"]]
+    assert rows[2][:2] == ["test", "confidence"]  # the config's own sampler first, then the chosen one
+    chosen = min(rows[:2], key=lambda r: float(r[3]))[1]
+    assert f"chosen on the selection requests: order {chosen}, guidance 0" in out
+    assert "held-out graphs 3..5" in out and "held-out graphs 0..2" in out
