@@ -60,7 +60,8 @@ def blend_seams(filled: Tensor, x: Tensor, hidden: Tensor) -> Tensor:
     frames = torch.arange(t, device=filled.device).expand(b, t)
     kept = ~hidden
     if not kept.any(1).all():
-        raise ValueError("hidden: a row hides every frame; there is no kept frame to blend from")
+        raise ValueError(f"hidden: row {int((~kept.any(1)).nonzero()[0])} hides every frame; there is no kept "
+                         "frame to blend from")
     # index of the last kept frame at or before each frame, and of the first at or after it (-1 / t: none)
     before = torch.where(kept, frames, -1).cummax(1).values
     after = torch.where(kept, frames, t).flip(1).cummin(1).values.flip(1)
