@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quantize.py                # image, synthetic, VLA
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quantize.py --only image --quick
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/quantize.py --mt10 int8    # closed loop, one worker
+    ... --mt10 int8 --config configs/vla/mt10_precise_cpu.yaml --policy runs/vla/mt10_precise_8k/policy_diffusion
 
 int8 is `ddm.quantize.quantize(model, "int8")`: PyTorch's dynamic quantization of the
 transformer blocks' linear layers (engine `torch.backends.quantized.engine`).
@@ -182,13 +183,13 @@ def vla(quick: bool, rounds: int) -> dict:
                         "same_chunk": float((tokens["fp32"] == tokens["int8"]).all(1).float().mean())}}
 
 
-def mt10(mode: str, seed: int, episodes: int, out: str) -> dict:
+def mt10(mode: str, seed: int, episodes: int, out: str, config: str = VLA_CONFIG, policy: str = POLICY) -> dict:
     """Closed-loop MT10 with the decoder quantized by `mode`, in this process (one worker, one thread)."""
     import tasks.vla.evaluate as ev
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    exp = load_experiment(VLA_CONFIG, [f"eval.seed={seed}", f"eval.episodes={episodes}", "eval.workers=1",
-                                       "eval.gifs=0", f"run_dir={out}"])
+    exp = load_experiment(config, [f"eval.seed={seed}", f"eval.episodes={episodes}", "eval.workers=1",
+                                   "eval.gifs=0", f"run_dir={out}"])
     init = ev._init_worker
 
     def init_quantized(*args):
@@ -196,7 +197,7 @@ def mt10(mode: str, seed: int, episodes: int, out: str) -> dict:
         ev._RUNNER.policy = quantize(ev._RUNNER.policy, mode)
 
     ev._init_worker = init_quantized
-    summary = ev.evaluate_policy(exp, "diffusion", policy_dir=POLICY)
+    summary = ev.evaluate_policy(exp, "diffusion", policy_dir=policy)
     print(ev.format_summary(summary))
     return summary
 
@@ -213,12 +214,14 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=10000, help="--mt10: first scene seed")
     p.add_argument("--episodes", type=int, default=20, help="--mt10: episodes per task")
     p.add_argument("--out", default="runs/quantize_mt10", help="--mt10: where its summary goes")
+    p.add_argument("--config", default=VLA_CONFIG, help=f"--mt10: the policy's config (default {VLA_CONFIG})")
+    p.add_argument("--policy", default=POLICY, help=f"--mt10: the diffusion policy's folder (default {POLICY})")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, engine {torch.backends.quantized.engine}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     if a.mt10:
-        mt10(a.mt10, a.seed, a.episodes, a.out)
+        mt10(a.mt10, a.seed, a.episodes, a.out, a.config, a.policy)
         return
     runs = {"image": image, "synthetic": synthetic, "vla": vla}
     rows = {}

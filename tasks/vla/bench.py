@@ -60,6 +60,7 @@ class PolicyBench:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no trained policy; run `ddm train --config ... "
                                     "task.decoders=[diffusion]` first")
+        self.policy_dir = folder
         self.policy = VLAPolicy.from_pretrained(folder).eval()
         if self.policy.config.decoder != "diffusion":
             raise ConfigError(f"{folder}: a {self.policy.config.decoder!r} policy; `ddm bench` compares the ways "
@@ -159,8 +160,8 @@ class PolicyBench:
             if mode == "autoregressive":
                 name, command = "autoregressive", "task.decoders=[autoregressive]"
             elif extra is None:  # int8: the closed loop is benchmarks/quantize.py --mt10 int8
-                lines.append(f"  {mode:<15} not recorded by `ddm eval` (benchmarks/quantize.py --mt10 int8 measures "
-                             "the int8 decoder)")
+                lines.append(f"  {mode:<15} not recorded by `ddm eval`; `benchmarks/quantize.py --mt10 int8 --config "
+                             f"... --policy {self.policy_dir}` measures it")
                 continue
             else:
                 sampler = {**base, **extra}
