@@ -68,24 +68,20 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
 
     modes = []
     for name in names:
-        if name == "plain":
-            modes.append(diffusion(name, model, cache_prefix=False, reuse_predictions=False))
-        elif name == "cached":
-            modes.append(diffusion(name, model))
-        elif name == "approximate":
-            modes.append(diffusion(name, model, cache_targets=True))
+        if name in ("plain", "cached", "approximate"):
+            modes.append(diffusion(name, model, **mode_sampler(name, cfg, model)))
         elif name == "skip":
             if not getattr(model, "supports_block_reuse", False):
                 notes.append(f"skip: skipped (the model, {type(model).__name__}, cannot skip its blocks)")
                 continue
-            modes.append(diffusion(name, model, skip_blocks=list(cfg.skip_blocks) or middle_blocks(len(model.blocks))))
+            modes.append(diffusion(name, model, **mode_sampler(name, cfg, model)))
         elif name == "int8":
             from .quantize import quantize
 
-            modes.append(diffusion(name, quantize(model, "int8")))
+            modes.append(diffusion(name, quantize(model, "int8"), **mode_sampler(name, cfg, model)))
         elif name == "learned":
             try:
-                modes.append(diffusion(name, model, learned=True))
+                modes.append(diffusion(name, model, **mode_sampler(name, cfg, model)))
             except (FileNotFoundError, ValueError) as e:
                 notes.append(f"learned: skipped ({e})")
         elif name == "autoregressive":
@@ -107,6 +103,15 @@ def build_modes(task, model, names: list[str]) -> tuple[list[Mode], list[str]]:
             hint = " (a config override: put it before --modes, which takes every word after it)" if "=" in name else ""
             raise ValueError(f"bench --modes: unknown mode {name!r}{hint}; expected some of {', '.join(MODES)}")
     return modes, notes
+
+
+def mode_sampler(name: str, cfg, model) -> dict | None:
+    """The sampler fields a mode changes in the config's sampler `cfg` (int8 changes the model instead);
+    None for the autoregressive mode, which has another model and no such sampler."""
+    if name == "skip":
+        return {"skip_blocks": list(cfg.skip_blocks) or middle_blocks(len(model.blocks))}
+    return {"plain": {"cache_prefix": False, "reuse_predictions": False}, "cached": {}, "int8": {},
+            "approximate": {"cache_targets": True}, "learned": {"learned": True}}.get(name)
 
 
 def middle_blocks(depth: int) -> list[int]:

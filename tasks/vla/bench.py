@@ -22,6 +22,7 @@ measures it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,20 +152,22 @@ class PolicyBench:
     # ------------------------------------------------------------- closed-loop success, as recorded
     def recorded_success(self, modes: list[str]) -> list[str]:
         """Per mode, the MT10 success `ddm eval` recorded in the run folder for the same decoding."""
-        cfg, lines = self.config.sample, []
-        base = {k: v for k, v in self.overrides.items() if k != "skip_blocks"}  # only the skip mode skips blocks
+        from ddm.bench import mode_sampler
+
+        lines = []
         for mode in modes:
-            # what each mode changes in the sampler (plain decodes the same ids as cached, without reuse)
-            extra = {"plain": {}, "cached": {}, "approximate": {"cache_targets": True}, "learned": {"learned": True},
-                     "skip": {"skip_blocks": list(cfg.skip_blocks) or _middle(self.model)}}.get(mode)
             if mode == "autoregressive":
                 name, command = "autoregressive", "task.decoders=[autoregressive]"
-            elif extra is None:  # int8: the closed loop is benchmarks/quantize.py --mt10 int8
+            elif mode == "int8":  # the model changes, not the sampler: `ddm eval` has no switch for it
                 lines.append(f"  {mode:<15} not recorded by `ddm eval`; `benchmarks/quantize.py --mt10 int8 --config "
                              f"... --policy {self.policy_dir}` measures it")
                 continue
             else:
-                sampler = {**base, **extra}
+                # the evaluation of the same decoding: the eval fields the mode sets (plain's own fields only
+                # turn reuse off, which decodes the same), and no skipped blocks but the skip mode's
+                changes = {k: v for k, v in mode_sampler(mode, self.config.sample, self.model).items()
+                           if k in ("learned", "cache_targets", "skip_blocks")}
+                sampler = sampler_overrides(dataclasses.replace(self.exp.eval, **{"skip_blocks": [], **changes}))
                 name = results_name("diffusion", sampler, self.exp.eval.seed)
                 command = "task.decoders=[diffusion]" + "".join(
                     f" eval.{k}={_value(v)}" for k, v in sampler.items())
@@ -177,12 +180,6 @@ class PolicyBench:
                 lines.append(f"  {mode:<15} not recorded; `ddm eval --config ... run_dir={self.run_dir} {command}` "
                              "measures it")
         return lines
-
-
-def _middle(model) -> list[int]:
-    from ddm.bench import middle_blocks
-
-    return middle_blocks(len(model.blocks))
 
 
 def _value(v) -> str:
