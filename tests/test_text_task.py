@@ -208,3 +208,34 @@ def test_the_task_trains_samples_and_evaluates_end_to_end(tiny_task, capsys):
     assert m["infill: diffusion/after_span_ppl"] < 400 and m["infill: truth/after_span_ppl"] < 400
     assert m["long: diffusion/nfe"] > m["samples: diffusion/nfe"]
     assert "=== infilling (diffusion)" in (task.run_dir / "samples.txt").read_text()
+
+
+def test_the_compute_benchmark_trains_both_models_per_budget(tiny_task, tmp_path, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import text_compute
+
+    base = tiny_task()
+    with pytest.raises(SystemExit, match="not STEPSxBATCH"):
+        text_compute.parse_budget("900")
+    overrides = [f"task.tokenizer_config={base.config.task.tokenizer_config}", "model.vocab_size=400",
+                 "model.shape=[32]", "model.d_model=32", "model.depth=1", "train.warmup_steps=2",
+                 "train.progress=false", "task.infill_start=8", "task.infill_span=8", "task.long_length=80",
+                 "task.long_context=16", f"run_dir={tmp_path / 'run'}"]
+    text_compute.main(["--config", "configs/tasks/text_cpu.yaml", "--repeats", "2", *overrides,
+                       "--budgets", "6x4", "12x8"])
+    rows = json.loads((tmp_path / "run_compute" / "compute.json").read_text())
+    assert list(rows) == ["6x4", "12x8"]
+    chunks = len(base.chunks["train"])
+    for tag, r in rows.items():
+        steps, batch = map(int, tag.split("x"))
+        assert r["epochs"] == pytest.approx(steps * batch / chunks) and r["tokens_seen"] == steps * batch * 32
+        assert r["ratio"] == pytest.approx(r["diffusion_elbo_ppl"] / r["ar_ppl"])
+        assert 1 < r["ar_ppl"] < 400 * 1.5 and 1 < r["diffusion_elbo_ppl"] < 400 * 1.5  # near a uniform guess at most
+        assert (tmp_path / "run_compute" / tag / "baseline" / "model" / "config.json").is_file()
+        assert (tmp_path / "run_compute" / tag / "tokenizer").resolve() == (tmp_path / "run" / "tokenizer").resolve()
+    assert rows["12x8"]["ar_ppl"] < rows["6x4"]["ar_ppl"]  # more training, a better model
+    assert "budget 12 steps x 8 chunks" in capsys.readouterr().out

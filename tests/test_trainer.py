@@ -58,7 +58,7 @@ class ToyModel(nn.Module):
 
 
 def toy_loss(model: nn.Module, batch: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    noise = 0.01 * torch.randn(batch["x"].shape, generator=gen, device=batch["x"].device)
+    noise = 0.01 * torch.randn(batch["x"].shape, generator=gen).to(batch["x"].device)  # a CPU generator, as the trainer gives
     loss = ((model(batch["x"] + noise, batch["c"]).float() - batch["y"]) ** 2).mean()
     return loss, {"mse": loss.item()}
 

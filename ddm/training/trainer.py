@@ -1,7 +1,8 @@
 """The project's one training loop, for every model (denoisers, tokenizers, ...).
 
 It knows nothing about the model: `loss_fn(model, batch, generator)` returns the
-scalar loss and extra metrics and draws all its noise from `generator`. Data
+scalar loss and extra metrics and draws all its noise from `generator` (a CPU
+generator, whatever the model's device: draw there, then move the draws). Data
 order and noise are functions of (seed, step, micro-batch, process), so a run
 resumed from a checkpoint ends bit-identical to an uninterrupted one.
 """
@@ -241,7 +242,9 @@ class Trainer:
         for micro in range(c.grad_accum):
             seed = derive_seed(c.seed, "noise", step, micro, process)
             _seed_global_rng(seed, acc.device)  # dropout and anything else drawing from it
-            generator = torch.Generator(device=acc.device).manual_seed(seed)
+            # noise is drawn on the CPU and moved (as every objective expects): a GPU run masks
+            # exactly the tokens a CPU run masks
+            generator = torch.Generator().manual_seed(seed)
             batch = send_to_device(fetch(self.train_data, self.sampler.indices(step, micro, process),
                                          self.collate_fn), acc.device)
             with acc.accumulate(self._wrapped):
