@@ -2,13 +2,13 @@
 the ones `ddm eval` reports.
 
     .venv/bin/python benchmarks/graph_conditioning.py --config configs/tasks/graph_cpu.yaml [overrides] \
-        [--family planar] [--orders confidence entropy] [--guidance 0 1 2 3]
+        [--family planar] [--orders confidence entropy] [--guidance 0 1 2 3] [--steps 32 128]
 
-(config overrides before --orders / --guidance, which take every word after them)
+(config overrides before --orders / --guidance / --steps, which take every word after them)
 
 `ddm eval` asks for the node count and mean degree (and SBM communities) of the first
 `task.samples_per_family` held-out graphs of a family (the test requests). Here every sampler of
-the grid (order x classifier-free guidance scale) first answers the requests of the next as many
+the grid (order x classifier-free guidance scale x sampling steps) first answers the requests of the next as many
 held-out graphs (the selection requests); the sampler with the smallest mean-degree error there is
 then run on the test requests, beside the config's own sampler, so the choice never sees the
 figures it is judged by. Prints the mean-degree error, validity and V.U.N. of every point.
@@ -42,6 +42,7 @@ def main(argv=None) -> None:
     p.add_argument("--family", default="planar", choices=["planar", "sbm"])
     p.add_argument("--orders", nargs="+", default=["confidence", "entropy"])
     p.add_argument("--guidance", nargs="+", type=float, default=[0.0, 1.0, 2.0, 3.0])
+    p.add_argument("--steps", nargs="+", type=int, default=[], help="sampling steps (default: the config's)")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
     task = build_task(load_experiment(a.config, a.overrides))
@@ -54,8 +55,8 @@ def main(argv=None) -> None:
     test, select = requests_of(held, 0, k, a.family), requests_of(held, k, k, a.family)
     base = task.config.sample
 
-    def run(order: str, guidance: float, asked: dict) -> dict:
-        task.config.sample = dataclasses.replace(base, order=order, guidance_scale=guidance)
+    def run(order: str, guidance: float, steps: int, asked: dict) -> dict:
+        task.config.sample = dataclasses.replace(base, order=order, guidance_scale=guidance, steps=steps)
         start = time.perf_counter()
         graphs, requests, _ = task.generate_graphs(model, a.family, seed=seed, **asked)
         out = task.describe(a.family, graphs, requests)
@@ -65,22 +66,24 @@ def main(argv=None) -> None:
     print(f"{a.family}: {k} selection requests (held-out graphs {k}..{2 * k - 1}), then {k} test requests "
           f"(held-out graphs 0..{k - 1}, those of `ddm eval`); training mean-degree std "
           f"{task.sets['train'].of(a.family).mean_degrees().std():.3f}", flush=True)
-    print(f"  {'requests':<10} {'order':<11} {'guidance':>8} {'|deg err|':>9} {'valid':>6} {'V.U.N.':>6} {'s':>5}")
+    print(f"  {'requests':<10} {'order':<11} {'guidance':>8} {'steps':>5} {'|deg err|':>9} {'valid':>6} {'V.U.N.':>6} "
+          f"{'s':>5}")
 
-    def show(name, order, guidance, r):
-        print(f"  {name:<10} {order:<11} {guidance:>8.1f} {r['mean_degree_abs_error']:>9.3f} {r['validity']:>6.1%} "
-              f"{r['vun']:>6.1%} {r['seconds']:>5.0f}", flush=True)
+    def show(name, order, guidance, steps, r):
+        print(f"  {name:<10} {order:<11} {guidance:>8.1f} {steps:>5} {r['mean_degree_abs_error']:>9.3f} "
+              f"{r['validity']:>6.1%} {r['vun']:>6.1%} {r['seconds']:>5.0f}", flush=True)
 
     scores = {}
-    for order in a.orders:
-        for guidance in a.guidance:
-            r = run(order, guidance, select)
-            scores[(order, guidance)] = r["mean_degree_abs_error"]
-            show("selection", order, guidance, r)
+    for steps in a.steps or [base.steps]:
+        for order in a.orders:
+            for guidance in a.guidance:
+                r = run(order, guidance, steps, select)
+                scores[(order, guidance, steps)] = r["mean_degree_abs_error"]
+                show("selection", order, guidance, steps, r)
     best = min(scores, key=scores.get)
-    for order, guidance in dict.fromkeys([(base.order, base.guidance_scale), best]):
-        show("test", order, guidance, run(order, guidance, test))
-    print(f"chosen on the selection requests: order {best[0]}, guidance {best[1]:g}")
+    for point in dict.fromkeys([(base.order, base.guidance_scale, base.steps), best]):
+        show("test", *point, run(*point, test))
+    print(f"chosen on the selection requests: order {best[0]}, guidance {best[1]:g}, {best[2]} steps")
 
 
 if __name__ == "__main__":

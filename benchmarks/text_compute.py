@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from datasets import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -67,23 +68,19 @@ def measure(config: str, overrides: list[str], steps: int, batch: int, out: Path
     heldout = task.chunks["heldout"].to(device)
     ar_nats = float(metrics.token_nll(baseline, heldout).double().mean())
     train_chunks = len(task.chunks["train"])
-    train_sample = task.chunks["train"][:len(heldout)].to(device)  # how far each model fits its own data
-    train_bits = task.heldout_elbo(model, repeats=1, seed=0, batch_size=64, data=_as_dataset(train_sample.cpu()))
-    train_ar_nats = float(metrics.token_nll(baseline, train_sample).double().mean())
+    train_sample = task.chunks["train"][:len(heldout)]  # how far each model fits its own data
+    train_bits = task.heldout_elbo(model, repeats=1, seed=0, batch_size=64,
+                                   data=Dataset.from_dict({"ids": train_sample.numpy()}).with_format("torch"))
+    train_ar_nats = float(metrics.token_nll(baseline, train_sample.to(device)).double().mean())
+    elbo_ppl = 2.0 ** elbo_bits
     row = {"steps": steps, "batch": batch, "epochs": steps * batch / train_chunks,
            "tokens_seen": steps * batch * task.config.model.seq_len,
-           "diffusion_elbo_ppl": 2.0 ** elbo_bits, "diffusion_elbo_ppl_stderr": math.log(2) * elbo_se * 2.0 ** elbo_bits,
-           "ar_ppl": math.exp(ar_nats), "ratio": 2.0 ** elbo_bits / math.exp(ar_nats),
+           "diffusion_elbo_ppl": elbo_ppl, "diffusion_elbo_ppl_stderr": math.log(2) * elbo_se * elbo_ppl,
+           "ar_ppl": math.exp(ar_nats), "ratio": elbo_ppl / math.exp(ar_nats),
            "nats_ratio": elbo_bits * math.log(2) / ar_nats,
            "diffusion_train_ppl": 2.0 ** train_bits, "ar_train_ppl": math.exp(train_ar_nats),
            "diffusion_seconds": diffusion_seconds, "ar_seconds": ar_seconds, "device": str(device)}
     return row
-
-
-def _as_dataset(ids: torch.Tensor):
-    from datasets import Dataset
-
-    return Dataset.from_dict({"ids": ids.numpy()}).with_format("torch")
 
 
 def main(argv=None) -> None:

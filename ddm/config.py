@@ -89,6 +89,12 @@ class ModelConfig:
     # only sees offsets, so with every token masked (the first sampling step) a model without a
     # condition prefix to anchor on cannot tell the first position from the middle ones.
     learned_positions: bool = False
+    # Entities of each target position (one row of ids per position, all rows one length; [] = off):
+    # a learned vector per entity is added to the embedding of every position that belongs to it.
+    # A graph's pair token (i, j) gets node i's and node j's, so tokens that share a node see it in
+    # their embeddings, which a free vector per position has to learn pair by pair. Set by the task
+    # that knows its layout (the graph task's `task.node_positions`).
+    position_entities: list[list[int]] = field(default_factory=list)
     time_conditioning: bool = False
     # Causal attention over the target (the autoregressive baseline, `ddm.autoregressive`):
     # token i sees the condition and targets < i only.
@@ -122,8 +128,23 @@ class ModelConfig:
             raise ConfigError("model.activation: body=hf brings its own activation (set it in model.hf_config)")
         if self.learned_positions and self.body != "ddm":
             raise ConfigError("model.learned_positions: body=hf brings its own position embeddings")
+        if self.position_entities:
+            self._check_position_entities()
         if self.causal and (self.body != "ddm" or self.time_conditioning):
             raise ConfigError("model.causal: the autoregressive baseline needs body=ddm and no time_conditioning")
+
+    def _check_position_entities(self) -> None:
+        rows = self.position_entities
+        if self.body != "ddm":
+            raise ConfigError("model.position_entities: body=hf brings its own position embeddings")
+        if len(rows) != self.seq_len:
+            raise ConfigError(f"model.position_entities: {len(rows)} rows for {self.seq_len} target positions")
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(rows[0]) or not row:
+                raise ConfigError(f"model.position_entities[{i}]: expected a list of {len(rows[0]) or 'some'} "
+                                  f"entity ids like the first row, got {row!r}")
+            if any(not isinstance(e, int) or isinstance(e, bool) or e < 0 for e in row):
+                raise ConfigError(f"model.position_entities[{i}]: entity ids are ints >= 0, got {row}")
 
     @property
     def seq_len(self) -> int:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from tasks.graph import metrics
-from tasks.graph.conditions import Requests, check_requests, condition_vectors, hide_targets
+from tasks.graph.conditions import DegreeScale, Requests, check_requests, condition_vectors, hide_targets
 from tasks.graph.data import order_nodes
 from tasks.graph.planarity import PlanarityConstraint
-from tasks.graph.tokens import decode_graphs, kind_processor, node_count_tokens
+from tasks.graph.tokens import decode_graphs, kind_processor, node_count_tokens, node_entities
 from tasks.graph.validity import SBMParameters, planar_valid, sbm_blocks, sbm_valid
 from tokenizers_vq.data.graphs import GraphDataConfig, planar_graph, sbm_graph
 from tokenizers_vq.graphs import AdjacencyLayout, GraphConfig, GraphTokenizer
@@ -157,6 +157,23 @@ def test_condition_vectors_and_hidden_targets():
     assert torch.equal(hidden.nodes, many.nodes)
 
 
+def test_degree_bins_read_the_degree_within_its_family():
+    families = ["sbm"] * 3 + ["planar"] * 3
+    scale = DegreeScale.fit(5, families, [3.0, 4.0, 5.0, 4.6, 4.8, 5.0])
+    assert scale.stats["planar"][0] == pytest.approx(4.8) and scale.stats["sbm"][0] == pytest.approx(4.0)
+    req = Requests(["planar", "sbm", "planar"], torch.tensor([12, 12, 12]), torch.tensor([4.8, 4.8, float("nan")]),
+                   torch.tensor([0, 0, 0]))
+    v = condition_vectors(req, 24, scale)
+    assert v.shape == (3, 1, 12) and torch.equal(v[..., :7], condition_vectors(req, 24))
+    bins = v[:, 0, 7:]
+    # bins at z = -1.22 .. 1.22 (both families' training range): 4.8 is the planar mean (z 0, the middle
+    # bin) but above the SBM mean (z 0.98, nearest the top bin)
+    assert scale.low == pytest.approx(-1.2247, abs=1e-4) and scale.high == pytest.approx(1.2247, abs=1e-4)
+    assert int(bins[0].argmax()) == 2 and bins[0, 2] == pytest.approx(1.0)
+    assert int(bins[1].argmax()) == 4
+    assert (bins[2] == 0).all()  # no degree requested: no bins
+
+
 def test_given_tokens_fix_the_node_count_and_decoding_forgives_and_counts_faults():
     layout = AdjacencyLayout(6, 1, 1)
     ids, given = node_count_tokens(torch.tensor([4, 6]), layout)
@@ -177,6 +194,14 @@ def test_given_tokens_fix_the_node_count_and_decoding_forgives_and_counts_faults
     assert allowed[:6, :2].all() and not allowed[:6, 2:].any() and allowed[6:, 2:].all() and not allowed[6:, :2].any()
     with pytest.raises(ValueError, match=r"every count must be in \[1, 6\]"):
         node_count_tokens(torch.tensor([7]), layout)
+
+
+def test_node_entities_name_the_nodes_of_every_token():
+    layout = AdjacencyLayout(6, 1, 1)
+    entities = node_entities(layout)
+    assert len(entities) == layout.length == 6 + 15
+    assert entities[:6] == [[i, 6] for i in range(6)]  # node tokens: the node and the node-slot marker
+    assert entities[6] == [0, 1] and entities[6 + 14] == [4, 5]  # pairs in the stream's order
 
 
 def test_the_planarity_constraint_forbids_the_edge_that_would_break_planarity():
@@ -288,8 +313,13 @@ def test_the_task_refuses_a_model_that_does_not_fit_its_tokens(tiny_graph_run):
             "model.d_model=32", "model.depth=1", "task.samples_per_family=6"]
     with pytest.raises(ConfigError, match=r"expected vocab_size=4 and shape=\[78\]"):
         build_task(load_experiment("configs/tasks/graph_cpu.yaml", base)).prepare()  # the config's [300]
-    with pytest.raises(ConfigError, match="condition vector has 7 numbers"):
+    with pytest.raises(ConfigError, match=r"condition vector has 23 numbers \(7 \+ task.degree_bins\)"):
         build_task(load_experiment("configs/tasks/graph_cpu.yaml", [*base, "model.cond_embed_dim=8"]))
+    with pytest.raises(ConfigError, match="condition vector has 7 numbers"):
+        build_task(load_experiment("configs/tasks/graph_cpu.yaml", [*base, "task.degree_bins=0"]))
+    with pytest.raises(ConfigError, match="task.degree_bins: 1; expected 0"):
+        build_task(load_experiment("configs/tasks/graph_cpu.yaml", [*base, "task.degree_bins=1",
+                                                                     "model.cond_embed_dim=8"]))
 
 
 def test_the_conditioning_benchmark_chooses_on_requests_it_does_not_report(tiny_graph_run, capsys):
@@ -309,6 +339,24 @@ def test_the_conditioning_benchmark_chooses_on_requests_it_does_not_report(tiny_
     rows = [line.split() for line in out.splitlines() if line.startswith("  selection") or line.startswith("  test")]
     assert [r[:3] for r in rows[:2]] == [["selection", "confidence", "0.0"], ["selection", "entropy", "0.0"]]
     assert rows[2][:2] == ["test", "confidence"]  # the config's own sampler first, then the chosen one
-    chosen = min(rows[:2], key=lambda r: float(r[3]))[1]
-    assert f"chosen on the selection requests: order {chosen}, guidance 0" in out
+    assert [r[3] for r in rows] == ["4"] * len(rows)  # the config's steps (no --steps)
+    chosen = min(rows[:2], key=lambda r: float(r[4]))[1]
+    assert f"chosen on the selection requests: order {chosen}, guidance 0, 4 steps" in out
     assert "held-out graphs 3..5" in out and "held-out graphs 0..2" in out
+
+
+def test_node_positions_reach_the_model_and_its_folder(tiny_graph_run, tmp_path):
+    from ddm.cli import main
+    from ddm.experiment import load_experiment
+    from ddm.task import build_task
+
+    task, _ = tiny_graph_run  # the config's task.node_positions: true
+    assert task.config.model.position_entities == node_entities(task.layout)
+    model = task.load_model()
+    assert model.target_embedding.entities.num_embeddings == 13  # 12 nodes + the node-slot marker
+    assert main(["sample", "--model", str(task.run_dir / "model"), "--out", str(tmp_path / "s")]) == 0  # the folder alone
+    off = build_task(load_experiment("configs/tasks/graph_cpu.yaml", [
+        f"task.tokenizer_config={task.config.task.tokenizer_config}", "task.node_positions=false",
+        "task.samples_per_family=6", "model.shape=[78]", f"run_dir={tmp_path / 'off'}"]))
+    off.prepare()
+    assert off.config.model.position_entities == [] and off.build_model().target_embedding.entities is None

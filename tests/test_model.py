@@ -114,6 +114,40 @@ def test_learned_positions_tell_positions_apart_when_everything_is_masked():
         ModelConfig(learned_positions=True, body="hf")
 
 
+def test_position_entities_add_one_vector_per_entity_and_serve_cached_calls():
+    """Positions 0-5 belong to entity 0 and one other; 6-11 to entity 1 and one other (a pair
+    layout in miniature): each position's embedding is its token's plus its entities' vectors."""
+    entities = [[0, 2 + i % 3] for i in range(6)] + [[1, 2 + i % 3] for i in range(6)]
+    m = make(position_entities=entities)
+    emb = m.target_embedding
+    ids = rand_ids(m.config)
+    with torch.no_grad():
+        got = emb(ids, None, None) - emb.tokens(ids)
+        table = emb.entities.weight
+        want = table[torch.tensor(entities)].sum(1)
+        assert torch.allclose(got, want.expand_as(got), atol=1e-6)
+        assert not torch.allclose(got[0, 0], got[0, 6])  # different entities, different positions
+        # a sampler's partial call (positions given by index) sees the same vectors
+        index = torch.tensor([[11, 0, 4]] * 3)
+        part = emb(ids.gather(1, index), None, None, index=index) - emb.tokens(ids.gather(1, index))
+        assert torch.allclose(part, want[index], atol=1e-6)
+        full, cache = m.forward_cached(ids, None, None, None, None)
+        assert torch.allclose(full.logits, m(ids).logits, atol=1e-5)
+    assert "target_embedding.entities.weight" in dict(m.named_parameters())
+
+
+@pytest.mark.parametrize("entities, message", [
+    ([[0, 1]] * 11, "11 rows for 12 target positions"),
+    ([[0, 1]] * 11 + [[0]], r"position_entities\[11\]: expected a list of 2 entity ids"),
+    ([[0, 1]] * 11 + [[0, -1]], r"position_entities\[11\]: entity ids are ints >= 0"),
+])
+def test_position_entities_must_fit_the_target(entities, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(vocab_size=11, shape=[12], d_model=32, heads=2, position_entities=entities)
+    with pytest.raises(ConfigError, match="body=hf brings its own"):
+        ModelConfig(vocab_size=11, shape=[2], d_model=32, heads=2, position_entities=[[0], [1]], body="hf")
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda m: m(torch.zeros(12, dtype=torch.long)), "ids: expected a tensor of rank 2"),
     (lambda m: m(torch.zeros(2, 10, dtype=torch.long)), "expected 12 tokens per row"),

@@ -1,6 +1,6 @@
 """The denoiser: our transformer, or any `transformers` encoder, behind one interface."""
 
-from .condition import Condition, Prefix
+from .condition import Condition, Prefix, soft_bins
 from .protocol import Denoiser
 from .tokens import DenoiserOutput
 from .transformer import BlockReuse, MaskedDiffusionTransformer
@@ -16,4 +16,5 @@ def build_denoiser(config, diffusion=None, sample=None, task=None):
     return MaskedDiffusionTransformer(config, diffusion, sample, task)
 
 
-__all__ = ["BlockReuse", "Condition", "Prefix", "Denoiser", "DenoiserOutput", "MaskedDiffusionTransformer", "build_denoiser"]
+__all__ = ["BlockReuse", "Condition", "Prefix", "soft_bins", "Denoiser", "DenoiserOutput", "MaskedDiffusionTransformer",
+           "build_denoiser"]

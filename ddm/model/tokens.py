@@ -32,6 +32,11 @@ class TargetEmbedding(nn.Module):
         self.values = nn.Linear(cfg.continuous_dim, cfg.d_model) if cfg.continuous_dim else None
         self.time = TimeEmbedding(cfg.d_model) if cfg.time_conditioning else None
         self.positions = nn.Parameter(torch.zeros(cfg.seq_len, cfg.d_model)) if cfg.learned_positions else None
+        self.entities = None  # a vector per entity, summed over each position's entities
+        if cfg.position_entities:
+            index = torch.tensor(cfg.position_entities, dtype=torch.long)
+            self.register_buffer("entity_index", index, persistent=False)
+            self.entities = nn.Embedding(int(index.max()) + 1, cfg.d_model)
 
     def forward(self, ids: Tensor, t: Tensor | None, values: Tensor | None, start: int = 0,
                 index: Tensor | None = None) -> Tensor:
@@ -40,6 +45,9 @@ class TargetEmbedding(nn.Module):
         x = self.tokens(ids)
         if self.positions is not None:
             x = x + (self.positions[start:start + ids.shape[1]] if index is None else self.positions[index])
+        if self.entities is not None:
+            rows = self.entity_index[start:start + ids.shape[1]] if index is None else self.entity_index[index]
+            x = x + self.entities(rows).sum(-2)
         if values is not None and self.values is not None:
             x = x + self.values(values)
         if self.time is not None:

@@ -4,9 +4,13 @@ A request becomes one condition vector (`model.cond_embed_dim` = COND_DIM), read
 as a prefix:
 
     [is_sbm, is_planar, nodes / max_nodes, degree_given, mean_degree / 10,
-     communities_given, communities / 4]
+     communities_given, communities / 4, degree bins...]
 
-A statistic that is not requested has its "given" flag and value at 0, and the training rows
+The degree bins (`DegreeScale`, `task.degree_bins`; none by default) are soft bins of the mean
+degree standardised within its family (`ddm.model.soft_bins`): a family's degrees span a narrow
+range (planar 4.8 +- 0.24), which mean_degree / 10 maps to a sliver of one input that a small
+model barely reads. A statistic that is not requested has its "given" flag and value (and bins)
+at 0, and the training rows
 hide each statistic at random (`hide_targets`), so one model samples a family unconditionally
 (family and node count only, the node count drawn from the family's training graphs, as
 DiGress samples it) or under any mix of targets. The node count is exact by construction as
@@ -18,13 +22,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ddm.model import soft_bins
+
 FAMILIES = ("sbm", "planar")
-COND_DIM = 7
+COND_DIM = 7  # without degree bins
 DEGREE_SCALE, COMMUNITY_SCALE = 10.0, 4.0
 
 
@@ -108,10 +114,45 @@ def make_requests(family: str, nodes: list, degrees: list, blocks: list) -> Requ
                     torch.tensor([0 if b is None else int(b) for b in blocks]))
 
 
-def condition_vectors(requests: Requests, max_nodes: int) -> Tensor:
-    """[B, 1, COND_DIM] float: one prefix vector per graph (see the module docstring)."""
+@dataclass
+class DegreeScale:
+    """Soft bins of the mean degree, standardised with each family's training graphs; the bins
+    span the training z range of the families together."""
+
+    bins: int = 0
+    stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # family -> (mean, std)
+    low: float = 0.0
+    high: float = 0.0
+
+    @classmethod
+    def fit(cls, bins: int, families: list[str], degrees) -> "DegreeScale":
+        """From the training graphs' families and mean degrees (one per graph)."""
+        degrees = torch.as_tensor(degrees, dtype=torch.float64)
+        stats, z = {}, []
+        for f in sorted(set(families)):
+            d = degrees[torch.tensor([g == f for g in families])]
+            stats[f] = (float(d.mean()), max(float(d.std(unbiased=False)), 1e-8))
+            z.append((d - stats[f][0]) / stats[f][1])
+        z = torch.cat(z) if z else torch.zeros(1)
+        return cls(bins, stats, float(z.min()), float(z.max()))
+
+    def columns(self, requests: Requests) -> Tensor:
+        """[B, bins]: the bins of each requested degree, zeros where none is requested."""
+        out = torch.zeros(len(requests), self.bins)
+        given = ~torch.isnan(requests.degrees)
+        if self.bins and given.any():
+            mean = torch.tensor([self.stats[f][0] for f in requests.families], dtype=torch.float64)
+            std = torch.tensor([self.stats[f][1] for f in requests.families], dtype=torch.float64)
+            z = (requests.degrees.double() - mean) / std
+            out[given] = soft_bins(z[given], self.low, self.high, self.bins).float()
+        return out
+
+
+def condition_vectors(requests: Requests, max_nodes: int, degree_scale: DegreeScale | None = None) -> Tensor:
+    """[B, 1, COND_DIM + bins] float: one prefix vector per graph (see the module docstring)."""
     b = len(requests)
-    out = torch.zeros(b, COND_DIM)
+    bins = degree_scale.bins if degree_scale is not None else 0
+    out = torch.zeros(b, COND_DIM + bins)
     out[:, 0] = torch.tensor([f == "sbm" for f in requests.families], dtype=torch.float)
     out[:, 1] = torch.tensor([f == "planar" for f in requests.families], dtype=torch.float)
     out[:, 2] = requests.nodes.float() / max_nodes
@@ -120,6 +161,8 @@ def condition_vectors(requests: Requests, max_nodes: int) -> Tensor:
     out[:, 4] = torch.where(given, requests.degrees, 0.0) / DEGREE_SCALE
     out[:, 5] = (requests.communities > 0).float()
     out[:, 6] = requests.communities.float() / COMMUNITY_SCALE
+    if bins:
+        out[:, COND_DIM:] = degree_scale.columns(requests)
     return out[:, None, :]
 
 

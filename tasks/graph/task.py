@@ -19,6 +19,7 @@ conditioning errors for both models (`metrics.py`, `validity.py`); it writes a P
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -36,11 +37,11 @@ from tokenizers_vq import tokenizer_for_task
 from tokenizers_vq.graphs import draw_graphs
 
 from . import metrics
-from .conditions import COND_DIM, FAMILIES, Requests, check_family, check_requests, condition_vectors, hide_targets, \
-    make_requests
+from .conditions import COND_DIM, FAMILIES, DegreeScale, Requests, check_family, check_requests, condition_vectors, \
+    hide_targets, make_requests
 from .data import ORDERS, graph_sets
 from .planarity import PlanarityConstraint
-from .tokens import decode_graphs, kind_processor, node_count_tokens
+from .tokens import decode_graphs, kind_processor, node_count_tokens, node_entities
 from .validity import SBMParameters, planar_valid, sbm_blocks, sbm_valid
 
 
@@ -58,6 +59,12 @@ class GraphTaskConfig:
     baseline: bool = True  # train and compare the autoregressive baseline
     planar_constraint: bool = True  # also sample planar graphs under the planarity processor (its own row)
     planar_min_probability: float = bounded(0.05, 0.0, 1.0)  # edges less likely are not tested but dropped
+    # node embeddings in the tokens: a pair token (i, j) carries learned vectors of nodes i and j, a node
+    # token its node's and a node-slot vector (`model.position_entities`, filled in from the layout)
+    node_positions: bool = False
+    # soft bins of the requested mean degree in the condition vector (conditions.py); model.cond_embed_dim
+    # = 7 + degree_bins
+    degree_bins: int = bounded(0, 0)
     picture_graphs: int = positive(8)  # graphs per family in samples.png
 
 
@@ -73,8 +80,11 @@ class GraphTask(DiffusionTask):
         t, m = self.config.task, self.config.model
         if t.node_order not in ORDERS:
             raise ConfigError(f"task.node_order: unknown order {t.node_order!r}; known: {', '.join(ORDERS)}")
-        if m.cond_embed_dim != COND_DIM:
-            raise ConfigError(f"model.cond_embed_dim: the graph task's condition vector has {COND_DIM} numbers "
+        if t.degree_bins == 1:
+            raise ConfigError("task.degree_bins: 1; expected 0 (the degree alone) or at least 2 bins")
+        if m.cond_embed_dim != COND_DIM + t.degree_bins:
+            raise ConfigError(f"model.cond_embed_dim: the graph task's condition vector has "
+                              f"{COND_DIM + t.degree_bins} numbers ({COND_DIM} + task.degree_bins) "
                               f"(conditions.py), got {m.cond_embed_dim}")
         if m.num_classes or m.cond_vocab_size or m.continuous_dim:
             raise ConfigError("model: the graph model is conditioned on its condition vector only; set "
@@ -93,11 +103,15 @@ class GraphTask(DiffusionTask):
             raise ConfigError(f"model: vocab_size={m.vocab_size}, shape={m.shape} do not match the tokenizer of "
                               f"{t.tokenizer_config}: expected vocab_size={self.layout.vocab_size} and shape="
                               f"[{self.layout.length}] ({tc.max_nodes} node tokens + one per node pair)")
+        if t.node_positions:
+            self.config.model = dataclasses.replace(m, position_entities=node_entities(self.layout))
         d = self.data_config
         self.sbm = SBMParameters(d.min_blocks, d.max_blocks, d.min_block_size, d.max_block_size, d.p_in, d.p_out,
                                  t.sbm_alpha)
         self.sets = graph_sets(d, type(self.tokenizer).build_data(d), t.node_order)
         self.families = [f for f in FAMILIES if f in d.families]
+        train = self.sets["train"]
+        self.degree_scale = DegreeScale.fit(t.degree_bins, list(train.families), train.mean_degrees())
         if d.num_heldout < 2 * t.samples_per_family:
             raise ConfigError(f"task.samples_per_family: {t.samples_per_family} needs {2 * t.samples_per_family} "
                               f"held-out graphs per family (half the reference, half the real-data row); "
@@ -121,7 +135,7 @@ class GraphTask(DiffusionTask):
         for _ in range(copies):
             requests = hide_targets(self._requests_of(split), t.hide_degree, t.hide_communities, generator)
             parts.append({"ids": stream.ids, "padding": ~stream.mask, "context": context,
-                          "cond_embeddings": condition_vectors(requests, self.layout.max_nodes)})
+                          "cond_embeddings": condition_vectors(requests, self.layout.max_nodes, self.degree_scale)})
         columns = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
         return Dataset.from_dict(columns).with_format("torch")
 
@@ -159,7 +173,7 @@ class GraphTask(DiffusionTask):
         return make_requests(family, nodes, degrees, blocks)
 
     def _condition(self, requests: Requests) -> Condition:
-        return Condition(embeddings=condition_vectors(requests, self.layout.max_nodes))
+        return Condition(embeddings=condition_vectors(requests, self.layout.max_nodes, self.degree_scale))
 
     def generate_graphs(self, model, family: str, count: int | None = None, nodes=None, mean_degree=None,
                         communities=None, seed: int = 0, steps: int | None = None, planar_constraint: bool = False):

@@ -3,6 +3,7 @@ one edge type): 0 padding node, 1 node, 2 no edge, 3 edge; node tokens first, th
 per pair i < j, so a sample is symmetric by construction.
 
 - `node_count_tokens`: what a sampler is given for graphs of chosen sizes;
+- `node_entities`: the nodes each token belongs to, for node embeddings in the model;
 - `kind_processor`: node slots may hold only node tokens and pair slots only edge tokens (a
   logits processor for training and sampling alike);
 - `decode_graphs`: ids -> networkx graphs that never refuses a sample: the node count is read
@@ -31,6 +32,13 @@ def node_count_tokens(nodes: Tensor, layout) -> tuple[Tensor, Tensor]:
     given = ~stream.mask
     given[:, :n_max] = True
     return stream.ids, given
+
+
+def node_entities(layout) -> list[list[int]]:
+    """The nodes of every token (`model.position_entities`): node token i -> [i, S], pair token
+    (i, j) -> [i, j]; S = max_nodes marks a node slot."""
+    slot = layout.max_nodes
+    return [[i, slot] for i in range(slot)] + [[int(r), int(c)] for r, c in zip(layout.rows, layout.cols)]
 
 
 def kind_processor(layout) -> AllowedTokens:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddm.model import Condition
+from ddm.model import Condition, soft_bins
 
 from .properties import NAMES
 
@@ -52,9 +52,8 @@ class PropertyScale:
         z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
         columns = [z[:, None]]
         if self.bins:
-            centres = np.linspace((self.low - self.mean) / self.std, (self.high - self.mean) / self.std, self.bins)
-            width = max(centres[1] - centres[0], 1e-8) if self.bins > 1 else 1.0
-            columns.append(np.exp(-0.5 * ((z[:, None] - centres[None]) / width) ** 2))
+            columns.append(soft_bins(torch.from_numpy(z), (self.low - self.mean) / self.std,
+                                     (self.high - self.mean) / self.std, self.bins).numpy())
         return np.concatenate(columns, 1).astype(np.float32)[:, None, :]
 
     def values(self, cond: Condition) -> np.ndarray:
