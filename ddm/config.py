@@ -411,6 +411,16 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+def brief(value: Any, limit: int = 80) -> str:
+    """repr(value), cut after `limit` characters: an error message names a long list without
+    printing all of it."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f", {len(value)} items" if isinstance(value, (list, tuple, dict)) else ""
+    return f"{text[:limit]}...{size}"
+
+
 def changed_fields(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """(dotted field, old value, new value) for every field that differs between two configs
     (dataclasses or plain mappings, nested); a field missing on one side is None there."""

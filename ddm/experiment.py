@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, apply_overrides,
+from .config import (ConfigError, DiffusionConfig, ModelConfig, SampleConfig, TrainConfig, apply_overrides, brief,
                      changed_fields, convert, read_yaml, to_dict)
 from .registry import Registry, RegistryError
 
@@ -136,12 +136,12 @@ def check_resume(experiment: Experiment, resumable: tuple[str, ...] = RESUMABLE)
     changes = changed_fields(recorded, to_dict(experiment))
     refused = [c for c in changes if not c[0].startswith(resumable)]
     if refused:
-        lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
+        lines = "; ".join(f"{k}: {brief(a)} -> {brief(b)}" for k, a, b in refused)
         raise ConfigError(f"run_dir {experiment.run_dir} holds a run of another experiment ({lines}); its "
                           f"checkpoints would mean nothing to this one. Train in a new run_dir, or start over "
                           f"with --force (deletes {experiment.run_dir}). Fields that may change on resume: "
                           f"{', '.join(resumable)}")
-    return [f"{k}: {a!r} -> {b!r}" for k, a, b in changes]
+    return [f"{k}: {brief(a)} -> {brief(b)}" for k, a, b in changes]
 
 
 def record_experiment(experiment: Experiment) -> None:

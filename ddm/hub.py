@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import save_model
 
-from .config import ConfigError, changed_fields, from_dict, to_dict
+from .config import ConfigError, brief, changed_fields, from_dict, to_dict
 from .io import atomic_directory, atomic_write_json, read_json, read_tensors
 from .registry import Registry
 
@@ -169,7 +169,7 @@ def _is_tied_alias(model: torch.nn.Module, key: str, state: dict) -> bool:
 
 def config_diff(a: Any, b: Any) -> list[str]:
     """Dotted fields whose values differ between two configs, as `field: a != b`."""
-    return [f"{where}: {x!r} != {y!r}" for where, x, y in changed_fields(a, b)]
+    return [f"{where}: {brief(x)} != {brief(y)}" for where, x, y in changed_fields(a, b)]
 
 
 def convert_folder(directory: str | os.PathLike, sections: dict[str, Any]) -> Path:

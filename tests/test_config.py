@@ -66,3 +66,12 @@ def test_every_config_loads_through_the_one_loader(path):
     cfg = load_experiment(path, [])
     assert cfg.task.name and cfg.run_dir and cfg.train.steps >= 1
     assert Path(path).parent.name in ("tasks", "tokenizers", "vla")  # configs/ is split by kind
+
+
+def test_error_messages_name_long_values_briefly():
+    from ddm.config import brief
+
+    assert brief(3) == "3" and brief([1, 2]) == "[1, 2]"
+    long = brief([[i, i + 1] for i in range(300)])
+    assert long.endswith("..., 300 items") and len(long) < 100
+    assert brief("x" * 200).endswith("...") and len(brief("x" * 200)) == 83
