@@ -1,7 +1,7 @@
 """What a graph is generated under: a family, a node count and, optionally, target statistics.
 
-A request becomes one condition vector (`model.cond_embed_dim` = COND_DIM), read by the model
-as a prefix:
+A request becomes one condition vector (`model.cond_embed_dim` = COND_DIM + bins), read by the
+model as a prefix:
 
     [is_sbm, is_planar, nodes / max_nodes, degree_given, mean_degree / 10,
      communities_given, communities / 4, degree bins...]
@@ -9,13 +9,14 @@ as a prefix:
 The degree bins (`DegreeScale`, `task.degree_bins`; none by default) are soft bins of the mean
 degree standardised within its family (`ddm.model.soft_bins`): a family's degrees span a narrow
 range (planar 4.8 +- 0.24), which mean_degree / 10 maps to a sliver of one input that a small
-model barely reads. A statistic that is not requested has its "given" flag and value (and bins)
-at 0, and the training rows
-hide each statistic at random (`hide_targets`), so one model samples a family unconditionally
-(family and node count only, the node count drawn from the family's training graphs, as
-DiGress samples it) or under any mix of targets. The node count is exact by construction as
-well: the sampler is given the node tokens and the "no edge" of every pair touching a padding
-node (`tokens.node_count_tokens`).
+model barely reads.
+
+A statistic that is not requested has its "given" flag and value (and bins) at 0, and the
+training rows hide each statistic at random (`hide_targets`), so one model samples a family
+unconditionally (family and node count only, the node count drawn from the family's training
+graphs, as DiGress samples it) or under any mix of targets. The node count is exact by
+construction as well: the sampler is given the node tokens and the "no edge" of every pair
+touching a padding node (`tokens.node_count_tokens`).
 """
 
 from __future__ import annotations
