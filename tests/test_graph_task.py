@@ -258,6 +258,7 @@ def tiny_graph_run(tmp_path_factory):
         f"task.tokenizer_config={root / 'tok.yaml'}", "task.samples_per_family=6", "model.shape=[78]",
         "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8", "train.log_every=4",
         "train.checkpoint_every=0", "sample.steps=4", "sample.batch_size=6", "sample.num_samples=6",
+        "task.node_positions=true",  # off in the config; on here so the folder round trip of the entities is run
         f"run_dir={root / 'run'}"])
     task = build_task(cfg)
     task.prepare()
@@ -279,6 +280,9 @@ def test_the_graph_task_trains_samples_and_evaluates_end_to_end(tiny_graph_run, 
     assert result["planar/diffusion + planarity constraint/validity"] >= result["planar/diffusion/validity"]
     assert result["planar/held-out graphs/validity"] == 1.0
     assert "sbm/diffusion, conditioned/communities_match" in result
+    for row in ("sbm/diffusion, cond. + edge count", "planar/diffusion, cond. + edge count",
+                "planar/diffusion, cond. + planarity + edge count"):
+        assert result[f"{row}/nodes_exact"] == 1.0 and np.isfinite(result[f"{row}/mean_degree_abs_error"]), row
     for name in ("samples_planar.png", "samples_sbm_autoregressive.png", "samples_planar_planarity_constraint.png"):
         assert (task.run_dir / name).is_file()
     out = task.sample()
@@ -301,6 +305,20 @@ def test_requested_node_counts_are_kept_and_impossible_requests_are_refused(tiny
         task.generate_graphs(model, "grid", count=2)
     with pytest.raises(ValueError, match="mean_degree: 40.0 is impossible for"):
         task.generate_graphs(model, "planar", count=2, mean_degree=40.0)  # node counts drawn: at most 10
+
+
+def test_the_edge_count_is_steered_to_the_requested_mean_degree(tiny_graph_run):
+    """One pair a step, the steered edge count is the request's exactly (n * degree / 2); a graph
+    without a requested degree is left to the model, and a batch with none is refused."""
+    task, _ = tiny_graph_run
+    model = task.load_model()
+    asked = dict(nodes=[7, 9, 8], mean_degree=[2.0, 4.0, None], communities=2, seed=3, steps=task.layout.length)
+    steered, _, _ = task.generate_graphs(model, "sbm", edge_count=True, **asked)
+    plain, _, _ = task.generate_graphs(model, "sbm", **asked)
+    assert [g.number_of_edges() for g in steered[:2]] == [7, 18]
+    assert sorted(steered[2].edges) == sorted(plain[2].edges)
+    with pytest.raises(ValueError, match="edge_count: no graph has a requested mean degree"):
+        task.generate_graphs(model, "planar", nodes=[6, 8], edge_count=True)
 
 
 def test_the_task_refuses_a_model_that_does_not_fit_its_tokens(tiny_graph_run):
@@ -333,7 +351,8 @@ def test_the_conditioning_benchmark_chooses_on_requests_it_does_not_report(tiny_
     graph_conditioning.main(["--config", "configs/tasks/graph_cpu.yaml",
                              f"task.tokenizer_config={task.config.task.tokenizer_config}", f"run_dir={task.run_dir}",
                              "model.shape=[78]", "model.d_model=32", "model.depth=1", "task.samples_per_family=3",
-                             "sample.steps=4", "sample.batch_size=6", "--orders", "confidence", "entropy",
+                             "sample.steps=4", "sample.batch_size=6", "task.node_positions=true", "--orders",
+                             "confidence", "entropy",
                              "--guidance", "0"])
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.startswith("  selection") or line.startswith("  test")]
@@ -350,7 +369,7 @@ def test_node_positions_reach_the_model_and_its_folder(tiny_graph_run, tmp_path)
     from ddm.experiment import load_experiment
     from ddm.task import build_task
 
-    task, _ = tiny_graph_run  # the config's task.node_positions: true
+    task, _ = tiny_graph_run  # trained with task.node_positions=true
     assert task.config.model.position_entities == node_entities(task.layout)
     model = task.load_model()
     assert model.target_embedding.entities.num_embeddings == 13  # 12 nodes + the node-slot marker

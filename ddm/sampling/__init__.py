@@ -8,14 +8,14 @@
 
 Parts: `orders` (which tokens first), `schedules` (how many per step), `remasking`,
 `guidance` (classifier-free), `posterior` (fixed tokens, measurement guidance with anchoring),
-`constraints` (logits processors: allowed tokens per position), `filters` (temperature,
-top-k, top-p), `denoise` (model calls: prefix cache, reuse, NFE). Orders, count rules, step
-schedules and remasking rules are registered by name (`ddm.registry`).
+`constraints` (logits processors: allowed tokens per position, a count steered to a target),
+`filters` (temperature, top-k, top-p), `denoise` (model calls: prefix cache, reuse, NFE).
+Orders, count rules, step schedules and remasking rules are registered by name (`ddm.registry`).
 """
 
 from __future__ import annotations
 
-from .constraints import AllowedTokens, LogitsProcessor, apply_processors
+from .constraints import AllowedTokens, ExpectedCount, LogitsProcessor, apply_processors
 from .denoise import Denoise
 from .filters import draw_tokens, filter_logits
 from .guidance import ClassifierFreeGuidance
@@ -29,7 +29,7 @@ from .state import SampleResult, SamplingState, StepInfo, Trace
 
 
 __all__ = [
-    "AllowedTokens", "COUNTS", "LogitsProcessor", "REMASKING", "STEP_SCHEDULES", "apply_processors",
+    "AllowedTokens", "COUNTS", "ExpectedCount", "LogitsProcessor", "REMASKING", "STEP_SCHEDULES", "apply_processors",
     "AncestralCount", "ClassifierFreeGuidance", "CosineSteps", "CountRule", "Denoise", "Fixed", "LinearSteps",
     "MeasurementGuidance", "ORDERS", "Order", "ReMDMRemasking", "RecheckRemasking", "Remasking", "SampleResult",
     "Sampler", "SamplingState", "ScheduleCount", "StepInfo", "StepSchedule", "ThresholdCount", "TimeSteps",

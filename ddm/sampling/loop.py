@@ -259,7 +259,8 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
                 generator: torch.Generator | None = None, **kwargs) -> SampleResult:
     """`sample` in batches of at most `batch_size` rows, one generator throughout.
 
-    `cond` / `fixed` hold one row for all samples or one row per sample. The NFE returned
+    `cond` / `fixed` hold one row for all samples or one row per sample; a processor with
+    per-sample data gives each batch its rows (`select`). The NFE returned
     is the largest of the batches' (they are equal unless the count rule is adaptive); `row_nfe`
     is every sample's own.
     """
@@ -271,7 +272,9 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
         c = cond if cond is None or cond.batch_size == 1 else cond.select(rows)
         f = fixed if fixed is None or fixed[1].dim() == 1 or fixed[1].shape[0] == 1 else \
             (fixed[0][rows], fixed[1][rows])
-        parts.append(sample(model, len(rows), sampler=sampler, cond=c, fixed=f, generator=generator, **kwargs))
+        processors = [p.select(rows) if hasattr(p, "select") else p for p in kwargs.get("processors", ())]
+        parts.append(sample(model, len(rows), sampler=sampler, cond=c, fixed=f, generator=generator,
+                            **{**kwargs, "processors": processors}))
     continuous = None if parts[0].continuous is None else torch.cat([p.continuous for p in parts])
     run = sum(p.positions_run * p.ids.shape[0] for p in parts) / num_samples
     return SampleResult(torch.cat([p.ids for p in parts]), max(p.nfe for p in parts), None, continuous,

@@ -31,7 +31,7 @@ from datasets import Dataset
 from ddm.config import ConfigError, bounded, positive
 from ddm.experiment import load_experiment
 from ddm.model import Condition
-from ddm.sampling import Fixed, Sampler, sample_many
+from ddm.sampling import ExpectedCount, Fixed, Sampler, sample_many
 from ddm.task import DiffusionTask, register_task
 from tokenizers_vq import tokenizer_for_task
 from tokenizers_vq.graphs import draw_graphs
@@ -59,6 +59,10 @@ class GraphTaskConfig:
     baseline: bool = True  # train and compare the autoregressive baseline
     planar_constraint: bool = True  # also sample planar graphs under the planarity processor (its own row)
     planar_min_probability: float = bounded(0.05, 0.0, 1.0)  # edges less likely are not tested but dropped
+    # conditioned rows are also sampled with the edge count steered to the request (n * degree / 2) by
+    # `ddm.sampling.ExpectedCount`, each its own row next to the model alone (and, for planar graphs,
+    # with the planarity processor as well)
+    edge_count_guidance: bool = True
     # node embeddings in the tokens: a pair token (i, j) carries learned vectors of nodes i and j, a node
     # token its node's and a node-slot vector (`model.position_entities`, filled in from the layout)
     node_positions: bool = False
@@ -73,7 +77,7 @@ class GraphTask(DiffusionTask):
     Config = GraphTaskConfig
     resumable = DiffusionTask.resumable + ("task.samples_per_family", "task.sbm_alpha", "task.conditioned",
                                            "task.baseline", "task.picture_graphs", "task.planar_constraint",
-                                           "task.planar_min_probability")
+                                           "task.planar_min_probability", "task.edge_count_guidance")
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
@@ -176,18 +180,32 @@ class GraphTask(DiffusionTask):
         return Condition(embeddings=condition_vectors(requests, self.layout.max_nodes, self.degree_scale))
 
     def generate_graphs(self, model, family: str, count: int | None = None, nodes=None, mean_degree=None,
-                        communities=None, seed: int = 0, steps: int | None = None, planar_constraint: bool = False):
+                        communities=None, seed: int = 0, steps: int | None = None, planar_constraint: bool = False,
+                        edge_count: bool = False):
         """Graphs of `family` from the diffusion model: (graphs, requests, {"nfe", "ms_per_graph", ...}).
-        `planar_constraint` (planar only): decode under the planarity processor (planarity.py)."""
+        `planar_constraint` (planar only): decode under the planarity processor (planarity.py).
+        `edge_count`: steer each graph's edge count to its request, nodes * mean degree / 2
+        (`ExpectedCount`; graphs without a requested degree are left alone)."""
         requests = self.requests(family, count, nodes, mean_degree, communities, seed)
         if planar_constraint and family != "planar":
             raise ValueError(f"planar_constraint: the planarity processor is for planar graphs, not {family}")
         cfg = self.sample_config(**({} if steps is None else {"steps": steps}))
         ids, given = node_count_tokens(requests.nodes, self.layout)
         processors = self.processors()
+        count = None
+        if edge_count:
+            if requests.degrees.isnan().all():
+                raise ValueError("edge_count: no graph has a requested mean degree to take its edge count from")
+            pairs = torch.arange(self.layout.length) >= self.layout.max_nodes
+            count = ExpectedCount(self.layout.no_edge + 1, requests.nodes * requests.degrees / 2,
+                                  model.config.mask_id, counted=pairs)
+            processors.append(count)
         if planar_constraint:
+            # after the count's tilt, so the planarity tests see the edges this step will likely commit;
+            # the count then tilts again over the edges left allowed
             processors.append(PlanarityConstraint(self.layout, model.config.mask_id,
                                                   self.config.task.planar_min_probability))
+            processors += [count] if count is not None else []
         model.eval()
         start = time.perf_counter()
         result = sample_many(model, len(requests), cfg.batch_size, sampler=Sampler.for_model(model, cfg),
@@ -301,6 +319,14 @@ class GraphTask(DiffusionTask):
                 print(f"graph: {family}, diffusion, conditioned ({k} graphs)", flush=True)
                 graphs, requests, info = self.generate_graphs(model, family, seed=seed, **asked)
                 fam_rows["diffusion, conditioned"] = {**self.describe(family, graphs, requests), **info}
+                steered = [("+ edge count", False)] if t.edge_count_guidance else []
+                if steered and family == "planar" and t.planar_constraint:
+                    steered.append(("+ planarity + edge count", True))
+                for name, planar in steered:
+                    print(f"graph: {family}, diffusion, conditioned {name} ({k} graphs)", flush=True)
+                    graphs, requests, info = self.generate_graphs(model, family, seed=seed, edge_count=True,
+                                                                  planar_constraint=planar, **asked)
+                    fam_rows[f"diffusion, cond. {name}"] = {**self.describe(family, graphs, requests), **info}
                 if baseline is not None:
                     print(f"graph: {family}, autoregressive, conditioned ({k} graphs)", flush=True)
                     graphs, requests, info = self.baseline_graphs(baseline, family, seed=seed, **asked)
@@ -336,7 +362,7 @@ class GraphTask(DiffusionTask):
                  "V.U.N.: valid, first of its isomorphism class, isomorphic to no training graph. Unconditional rows: "
                  "node counts drawn from the family's training graphs; conditioned rows: node count, mean degree "
                  "(and SBM communities) of the reference graphs requested"]
-        head = (f"  {'':<34} {'degree':>8} {'cluster':>8} {'spectral':>8} {'valid':>6} {'unique':>6} {'novel':>6} "
+        head = (f"  {'':<42} {'degree':>8} {'cluster':>8} {'spectral':>8} {'valid':>6} {'unique':>6} {'novel':>6} "
                 f"{'V.U.N.':>6} {'nodes=':>6} {'|deg err|':>9} {'comm.':>6} {'bad':>5} {'NFE':>5} {'ms/graph':>8}")
 
         def cell(r, k, fmt, width):
@@ -351,7 +377,7 @@ class GraphTask(DiffusionTask):
                 bad = dict(r)
                 if "malformed_pairs" in r:
                     bad["bad"] = r["malformed_pairs"] + r["edges_to_padding"]
-                lines.append(f"  {name:<34} {cell(r, 'degree_mmd', '.4f', 8)} {cell(r, 'clustering_mmd', '.4f', 8)} "
+                lines.append(f"  {name:<42} {cell(r, 'degree_mmd', '.4f', 8)} {cell(r, 'clustering_mmd', '.4f', 8)} "
                              f"{cell(r, 'spectral_mmd', '.4f', 8)} {cell(r, 'validity', '.1%', 6)} "
                              f"{cell(r, 'uniqueness', '.1%', 6)} {cell(r, 'novelty', '.1%', 6)} "
                              f"{cell(r, 'vun', '.1%', 6)} {cell(r, 'nodes_exact', '.0%', 6)} "
