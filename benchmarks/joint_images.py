@@ -1,11 +1,11 @@
 """Joint (vectors + ids) against discrete-only image models at equal NFE, each with its own best sampler.
 
-    .venv/bin/python benchmarks/joint_images.py           # the main job's run against the joint config's
+    .venv/bin/python benchmarks/joint_images.py           # the main job's model at 1200 steps against the joint config's
     .venv/bin/python benchmarks/joint_images.py --model independent configs/tasks/image_mnist_joint_cpu.yaml \\
         run_dir=runs/image_mnist_joint_independent diffusion.continuous_time=independent   # one more model
 
-A sampler tuned for one model is not a fair sampler for another: the main job's (confidence order,
-Gumbel 2, guidance 3) was chosen on the discrete-only model. So each model gets the same small grid
+A sampler tuned for one model is not a fair sampler for another: the main job's then (confidence
+order, Gumbel 2, guidance 3) was chosen on the discrete-only model. So each model gets the same small grid
 (guidance, order, Gumbel noise on the order) at each step budget, the point with the lowest Fréchet
 proxy among those with judge accuracy >= --min-accuracy is chosen on tuning seeds, and only that
 point is reported, on other seeds. The joint model's images are decoded from its vectors (its
@@ -64,7 +64,8 @@ def main() -> None:
     args = p.parse_args()
 
     torch.manual_seed(0)
-    named = [["discrete-only", "configs/tasks/image_mnist_cpu.yaml"],
+    # discrete-only at the joint config's 1200 steps, in its own folder: the main job trains 3600
+    named = [["discrete-only", "configs/tasks/image_mnist_cpu.yaml", "train.steps=1200", "run_dir=runs/image_mnist_1200"],
              ["joint", "configs/tasks/image_mnist_joint_cpu.yaml"], *args.model]
     if any(len(m) < 2 for m in named):
         p.error("--model: expected NAME CONFIG [key=value ...]")
