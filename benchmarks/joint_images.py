@@ -1,6 +1,6 @@
 """Joint (vectors + ids) against discrete-only image models at equal NFE, each with its own best sampler.
 
-    .venv/bin/python benchmarks/joint_images.py           # the main job's model at 1200 steps against the joint config's
+    .venv/bin/python benchmarks/joint_images.py           # the main job at 1200 steps against the joint config
     .venv/bin/python benchmarks/joint_images.py --model independent configs/tasks/image_mnist_joint_cpu.yaml \\
         run_dir=runs/image_mnist_joint_independent diffusion.continuous_time=independent   # one more model
 
@@ -65,7 +65,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     # discrete-only at the joint config's 1200 steps, in its own folder: the main job trains 3600
-    named = [["discrete-only", "configs/tasks/image_mnist_cpu.yaml", "train.steps=1200", "run_dir=runs/image_mnist_1200"],
+    named = [["discrete-only", "configs/tasks/image_mnist_cpu.yaml", "train.steps=1200",
+              "run_dir=runs/image_mnist_1200"],
              ["joint", "configs/tasks/image_mnist_joint_cpu.yaml"], *args.model]
     if any(len(m) < 2 for m in named):
         p.error("--model: expected NAME CONFIG [key=value ...]")
