@@ -256,3 +256,20 @@ def test_a_folder_without_a_model_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["distill", "--model", str(tmp_path / "empty"), "--steps", "2"]) == 2
     assert str(tmp_path / "empty") in capsys.readouterr().err
+
+
+def test_the_benchmarks_selection_gives_no_more_than_one_gap_unit_of_credit_per_metric():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from distill import remaining_gap
+
+    plain, teacher = {"error": 1.0, "frechet": 87.0}, {"error": 0.8, "frechet": 63.0}
+    metrics = ["error", "frechet"]
+    assert remaining_gap(plain, plain, teacher, metrics) == pytest.approx(2.0)
+    assert remaining_gap(teacher, plain, teacher, metrics) == pytest.approx(0.0)
+    # a noise-level lead in error (3 gap units past the teacher) must not buy a Fréchet 4.5 units behind
+    lopsided = {"error": 0.2, "frechet": 171.0}
+    assert remaining_gap(lopsided, plain, teacher, metrics) == pytest.approx(-1.0 + 4.5)
+    assert remaining_gap(lopsided, plain, teacher, metrics) > remaining_gap(plain, plain, teacher, metrics)
