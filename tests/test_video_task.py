@@ -134,9 +134,10 @@ def tiny_video_run(tmp_path_factory):
     tok["data"].update(num_train=48, num_heldout=8, frames=8, size=16, digit_size=8)
     tok["train"].update(steps=5, batch_size=8, log_every=5)
     (root / "tok.yaml").write_text(yaml.safe_dump(tok))
-    cfg = load_experiment("configs/tasks/video_mmnist_cpu.yaml", [
+    cfg = load_experiment("configs/tasks/video_mmnist_grid_cpu.yaml", [
         f"task.tokenizer_config={root / 'tok.yaml'}", "task.eval_videos=6", "task.eval_steps=4",
-        "task.classifier_steps=20", "task.hole=2", "model.vocab_size=16", "model.shape=[4,4,4]",
+        "task.context_frames=2", "task.classifier_steps=20", "task.hole_pixels=8", "model.vocab_size=16",
+        "model.shape=[4,4,4]",
         "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8", "train.log_every=4",
         "train.checkpoint_every=0", "train.eval_every=0", "sample.batch_size=6", f"run_dir={root / 'run'}"])
     task = build_task(cfg)
@@ -181,3 +182,123 @@ def test_an_empty_video_keeps_no_identity():
     blank = metrics.named_digits(torch.tensor([3, 3]), torch.zeros(2, 1, 28, 28), ink_floor=0.05)
     assert metrics.identity_kept(blank, 2).tolist() == [False]  # a judge's constant guess on blanks is no identity
     assert metrics.identity_kept(named, 2).tolist() == [True, False]
+
+
+# ---------------------------------------------------------------- the sprite tokenizer's layout
+
+
+@pytest.fixture(scope="module")
+def sprite_layout():
+    from tasks.video.layouts import SpriteLayout
+    from tokenizers_vq import QuantizerConfig
+    from tokenizers_vq.video_sprite import SpriteVideoTokenizer, SpriteVideoTokenizerConfig
+
+    torch.manual_seed(0)
+    tok = SpriteVideoTokenizer(SpriteVideoTokenizerConfig(width=8, latent_dim=4, quantizer=QuantizerConfig(
+        codebook_size=32, kmeans_init=False))).eval()
+    return SpriteLayout(tok, context_frames=4, hole_pixels=16, guidance=1.0, anchor=0.0)
+
+
+def test_the_sprite_layout_gives_the_sprite_and_whole_frames_positions(sprite_layout):
+    layout = sprite_layout
+    assert not layout.given("generation").any() and not layout.given("completion").any()
+    pred = layout.given("prediction")
+    assert pred[:64].all() and pred[64:72].all() and not pred[72:].any()  # sprite + 4 frames x (row, column)
+    interp = layout.given("interpolation")
+    assert interp[:72].all() and interp[-8:].all() and not interp[72:-8].any()
+    hole = layout.hidden_pixels("completion")
+    assert hole.shape == (1, 16, 32, 32) and int(hole[0, 0].sum()) == 256 and hole[0, :, 8:24, 8:24].all()
+    assert layout.hidden_pixels("prediction")[0, 4:].all() and not layout.hidden_pixels("prediction")[0, :4].any()
+    draw = layout.training_context(["prediction", "completion"], 32, torch.Generator().manual_seed(0))
+    assert set(draw.sum(1).tolist()) == {0, 72}
+    assert isinstance(layout.processors()[0].allowed, torch.Tensor) and layout.measurement(None, "prediction") is None
+
+
+def test_the_given_sprite_is_read_from_the_given_frames_alone(sprite_layout):
+    from tokenizers_vq.video import MovingMNISTConfig
+
+    data = MovingMNISTConfig(num_train=8, num_heldout=4, frames=16, size=32, digit_size=14, num_digits=1)
+    x = type(sprite_layout.tokenizer).build_data(data)["heldout"][:4]["x"]
+    changed = x.clone()
+    changed[:, :, 4:] = changed[:, :, 4:].flip(-1)  # the frames prediction does not give: another digit
+    given = sprite_layout.given("prediction")
+    assert torch.equal(sprite_layout.fixed(changed, "prediction").ids[:, given],
+                       sprite_layout.fixed(x, "prediction").ids[:, given])
+    assert not torch.equal(sprite_layout.tokenizer.encode(changed).flat()[:, :64],
+                           sprite_layout.tokenizer.encode(x).flat()[:, :64])  # all frames would have told
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"context_frames": 0}, "prediction needs 1 .. 15 given frames of 16"),
+    ({"context_frames": 8}, "interpolation needs 1 .. 7 given frames at each end"),
+    ({"hole_pixels": 32}, "completion needs a hole of 1 .. 31 pixels"),
+])
+def test_a_sprite_use_that_hides_nothing_or_everything_is_refused(sprite_layout, changes, match):
+    from tasks.video.layouts import SpriteLayout
+
+    args = {"context_frames": 4, "hole_pixels": 16, **changes}
+    with pytest.raises(ValueError, match=match):
+        SpriteLayout(sprite_layout.tokenizer, guidance=1.0, anchor=0.0, **args)
+
+
+def test_the_grid_layout_names_its_fields_in_frames_and_pixels():
+    from ddm.config import ConfigError
+    from tasks.video.layouts import GridLayout
+    from tokenizers_vq.video import VideoTokenizer, VideoTokenizerConfig
+
+    tok = VideoTokenizer(VideoTokenizerConfig(frames=16, image_size=32, downsample=4, temporal_downsample=4, width=8))
+    assert GridLayout(tok, 4, 16).given("prediction").sum() == 64
+    with pytest.raises(ConfigError, match="task.context_frames: 6 is not a whole number of tokens"):
+        GridLayout(tok, 6, 16)
+    with pytest.raises(ValueError, match="hole of 1 .. 7 tokens.*tokens 4 pixels a side"):
+        GridLayout(tok, 4, 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_sprite_run(tmp_path_factory):
+    """The sprite tokenizer's tiny run through the experiment front end, then evaluated."""
+    import yaml
+
+    from ddm.experiment import load_experiment
+    from ddm.task import build_task
+
+    root = tmp_path_factory.mktemp("video_sprite")
+    tok = yaml.safe_load(open("configs/tokenizers/moving_mnist_sprite.yaml"))
+    tok["tokenizer"].update(frames=8, image_size=16, sprite_size=8, width=16, latent_dim=4,
+                            quantizer={"kind": "vq", "codebook_size": 16, "kmeans_init": False})
+    tok["data"].update(num_train=48, num_heldout=8, frames=8, size=16, digit_size=8)
+    tok["train"].update(steps=5, batch_size=8, log_every=5)
+    (root / "tok.yaml").write_text(yaml.safe_dump(tok))
+    cfg = load_experiment("configs/tasks/video_mmnist_cpu.yaml", [
+        f"task.tokenizer_config={root / 'tok.yaml'}", "task.eval_videos=6", "task.eval_steps=4",
+        "task.context_frames=2", "task.classifier_steps=20", "task.hole_pixels=8", "model.vocab_size=32",
+        "model.shape=[32]", "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8",
+        "train.log_every=4", "train.checkpoint_every=0", "train.eval_every=0", "sample.batch_size=4",
+        f"run_dir={root / 'run'}"])
+    task = build_task(cfg)
+    task.prepare()
+    task.train()
+    return task, task.evaluate()
+
+
+def test_the_sprite_video_task_runs_every_use_and_keeps_what_is_given(tiny_sprite_run):
+    task, result = tiny_sprite_run
+    for use in ("prediction", "interpolation", "completion"):
+        assert 0 < result[f"{use}/psnr"] < 100
+    assert result["tokenizer reconstructions/identity_kept"] == 1.0  # one sprite in every frame
+    model = task.load_model()
+    truth = task.heldout[:5]  # two batches of sample.batch_size=4: the measurement follows its rows
+    videos, filled, _ = task.fill(model, "prediction", truth, seed=1)
+    given = task.given("prediction")
+    assert torch.equal(filled.ids[:, given], task.layout.fixed(truth, "prediction").ids[:, given])
+    assert (filled.ids[:, :16] < 16).all() and (filled.ids[:, 16:] >= 16).all()  # codes and coordinates in place
+    guided, _, _ = task.fill(model, "completion", truth, seed=1)
+    plain = task.config.task.completion_guidance
+    task.layout.guidance = 0.0
+    try:
+        unguided, _, _ = task.fill(model, "completion", truth, seed=1)
+    finally:
+        task.layout.guidance = plain
+    visible = ~task.layout.hidden_pixels("completion")[None].expand_as(truth)
+    error = lambda v: float(((v - truth) ** 2)[visible].mean())
+    assert error(guided) < error(unguided)  # the visible pixels steer the fill

@@ -259,8 +259,8 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
                 generator: torch.Generator | None = None, **kwargs) -> SampleResult:
     """`sample` in batches of at most `batch_size` rows, one generator throughout.
 
-    `cond` / `fixed` hold one row for all samples or one row per sample; a processor with
-    per-sample data gives each batch its rows (`select`). The NFE returned
+    `cond` / `fixed` hold one row for all samples or one row per sample; a processor or a
+    measurement with per-sample data gives each batch its rows (`select`). The NFE returned
     is the largest of the batches' (they are equal unless the count rule is adaptive); `row_nfe`
     is every sample's own.
     """
@@ -273,8 +273,10 @@ def sample_many(model: Denoiser, num_samples: int, batch_size: int, *, sampler: 
         f = fixed if fixed is None or fixed[1].dim() == 1 or fixed[1].shape[0] == 1 else \
             (fixed[0][rows], fixed[1][rows])
         processors = [p.select(rows) if hasattr(p, "select") else p for p in kwargs.get("processors", ())]
+        measurement = kwargs.get("measurement")
+        measurement = measurement.select(rows) if measurement is not None else None
         parts.append(sample(model, len(rows), sampler=sampler, cond=c, fixed=f, generator=generator,
-                            **{**kwargs, "processors": processors}))
+                            **{**kwargs, "processors": processors, "measurement": measurement}))
     continuous = None if parts[0].continuous is None else torch.cat([p.continuous for p in parts])
     run = sum(p.positions_run * p.ids.shape[0] for p in parts) / num_samples
     return SampleResult(torch.cat([p.ids for p in parts]), max(p.nfe for p in parts), None, continuous,

@@ -17,7 +17,7 @@ inverse problem y = A(x) on the decoded output:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
 
 import torch
@@ -82,6 +82,11 @@ class MeasurementGuidance:
             raise ValueError(f"measurement guidance: scale must be >= 0, got {self.scale}")
         if not 0.0 <= self.anchor_threshold <= 1.0:
             raise ValueError(f"measurement guidance: anchor_threshold must lie in [0, 1], got {self.anchor_threshold}")
+
+    def select(self, rows: Tensor) -> "MeasurementGuidance":
+        """The guidance for some samples' rows (`sample_many`'s batches): a loss that holds per-sample
+        measurements gives their rows through its own `select(rows)`; another loss is shared."""
+        return replace(self, loss=self.loss.select(rows)) if hasattr(self.loss, "select") else self
 
     def __call__(self, logits: Tensor, ids: Tensor, masked: Tensor) -> tuple[Tensor, Tensor]:
         """logits [B, N, V] -> (tilted logits, weight [B, N] of each visible token vs the best one)."""

@@ -4,9 +4,10 @@ predicts, interpolates and completes, by choosing which tokens are given (VDT, M
     ddm run --config configs/tasks/video_mmnist_cpu.yaml
 
 `prepare` fits the video tokenizer into <run_dir>/tokenizer (or loads it) and encodes the
-videos of the tokenizer config's data section; `ddm train` trains one denoiser on them, each
-example under a use drawn at random (`tasks.video.uses`: its given tokens are context, visible
-and never a target); `ddm eval` trains the per-frame digit judge and the autoregressive
+videos of the tokenizer config's data section: the sprite tokenizer (one appearance, a position
+per frame) or the spatio-temporal grid, each with its layout of the uses (`layouts.py`); `ddm
+train` trains one denoiser on them, each example under a use drawn at random (its given tokens
+are context, visible and never a target); `ddm eval` trains the per-frame digit judge and the autoregressive
 baseline once, then runs every use on the same held-out videos and prints PSNR / SSIM
 against the truth next to copy-the-last-frame, linear blend and the tokenizer's own bound,
 the share of videos whose digit the judge names the same in every frame, and a per-frame
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 import torch
 from datasets import Dataset
 
-from ddm.config import ConfigError, positive
+from ddm.config import ConfigError, bounded, positive
 from ddm.experiment import load_experiment
-from ddm.sampling import Fixed, Sampler, sample_many
+from ddm.sampling import Sampler, sample_many
 from ddm.task import DiffusionTask, register_task
 from tokenizers_vq import tokenizer_for_task
 from tokenizers_vq.data.images import image_splits
@@ -31,17 +32,21 @@ from tokenizers_vq.data.images import image_splits
 from ..image.classifier import load_or_train_classifier
 from ..image.metrics import frechet_distance
 from . import metrics, pictures
-from .uses import USES, check_use, draw_training_context, given_pixels, given_tokens
+from .layouts import layout_for
+from .uses import USES, check_use
 
 
 @dataclass
 class VideoConfig:
     name: str = "video"
-    # a video tokenizer experiment: its data section is the task's data, and it is fitted into
-    # <run_dir>/tokenizer when that folder is empty
-    tokenizer_config: str = "configs/tokenizers/moving_mnist_small.yaml"
-    context_steps: int = positive(1)  # token steps given: prediction's first ones, interpolation's at each end
-    hole: int = positive(4)  # completion: the side, in tokens, of the square hidden in every step
+    # a video tokenizer experiment (kind video or video_sprite): its data section is the task's data,
+    # and it is fitted into <run_dir>/tokenizer when that folder is empty
+    tokenizer_config: str = "configs/tokenizers/moving_mnist_sprite.yaml"
+    context_frames: int = positive(4)  # frames given: prediction's first ones, interpolation's at each end
+    hole_pixels: int = positive(16)  # completion: the side of the square hidden in every frame
+    # completion with the sprite tokenizer: the measurement guidance's scale and anchor threshold
+    completion_guidance: float = bounded(1.0, 0.0)
+    completion_anchor: float = bounded(0.0, 0.0, 1.0)
     train_uses: list[str] = field(default_factory=lambda: list(USES))  # drawn uniformly per training example
     eval_videos: int = positive(100)  # held-out videos per use, and unconditional samples
     eval_steps: int = positive(16)  # sampling steps of every use
@@ -53,7 +58,7 @@ class VideoConfig:
 class VideoTask(DiffusionTask):
     Config = VideoConfig
     resumable = DiffusionTask.resumable + ("task.eval_videos", "task.eval_steps", "task.classifier_steps",
-                                           "task.baseline")
+                                           "task.baseline", "task.completion_guidance", "task.completion_anchor")
 
     # ------------------------------------------------------------------ setup
     def check(self) -> None:
@@ -69,20 +74,20 @@ class VideoTask(DiffusionTask):
     def setup(self) -> None:
         t, m = self.config.task, self.config.model
         data_exp = load_experiment(t.tokenizer_config)
-        self.tokenizer = tokenizer_for_task(t.tokenizer_config, None, self.run_dir, "video")
+        kind = data_exp.task.kind
         self.data_config = data_exp.data
         if self.data_config.num_digits != 1:
             raise ConfigError(f"{t.tokenizer_config}: data.num_digits={self.data_config.num_digits}; the per-frame "
                               "digit judge reads one digit a frame")
-        tc = self.tokenizer.config
-        self.grid = tuple(self.tokenizer.grid)
-        self.frames_per_step, self.pixels_per_token = tc.temporal_downsample, tc.downsample
-        if self.tokenizer.vocab_size != m.vocab_size or list(self.grid) != list(m.shape):
+        if kind not in ("video", "video_sprite"):
+            raise ConfigError(f"task.tokenizer_config: {t.tokenizer_config} is a {kind!r} tokenizer; the video task "
+                              "reads 'video' or 'video_sprite'")
+        self.tokenizer = tokenizer_for_task(t.tokenizer_config, None, self.run_dir, kind)
+        self.layout = layout_for(kind, self.tokenizer, t)  # checks every use's mask now, not after training
+        if self.tokenizer.vocab_size != m.vocab_size or self.layout.shape() != list(m.shape):
             raise ConfigError(f"model: vocab_size={m.vocab_size}, shape={m.shape} do not match the tokenizer at "
-                              f"{self.run_dir / 'tokenizer'} (vocab {self.tokenizer.vocab_size}, grid "
-                              f"{list(self.grid)}): a model must be trained on its own tokenizer's ids")
-        for use in USES:  # every use's mask is checked now, not after training
-            given_tokens(use, self.grid, t.context_steps, t.hole)
+                              f"{self.run_dir / 'tokenizer'} (vocab {self.tokenizer.vocab_size}, tokens "
+                              f"{self.layout.shape()}): a model must be trained on its own tokenizer's ids")
         splits = type(self.tokenizer).build_data(self.data_config)
         self.videos = splits
         self.ids = {name: self._encode_split(split) for name, split in splits.items()}
@@ -108,24 +113,25 @@ class VideoTask(DiffusionTask):
     def eval_dataset(self) -> Dataset:
         return Dataset.from_dict({"ids": self.ids["heldout"].numpy()}).with_format("torch")
 
+    def processors(self) -> list:
+        """The layout's constraints (the sprite tokenizer: codes where codes go, coordinates where
+        coordinates go), in training and sampling alike."""
+        return self.layout.processors()
+
     def loss_fn(self):
         """The diffusion objective, each example under a use drawn from task.train_uses."""
         objective, t = super().loss_fn(), self.config.task
 
         def with_context(model, batch, generator):
-            given = draw_training_context(t.train_uses, self.grid, t.context_steps, t.hole, len(batch["ids"]),
-                                          generator)
+            given = self.layout.training_context(t.train_uses, len(batch["ids"]), generator)
             return objective(model, {**batch, "context": given.to(batch["ids"].device)}, generator)
 
         return with_context
 
     # ------------------------------------------------------------------ the four uses
     def given(self, use: str) -> torch.Tensor:
-        t = self.config.task
-        return given_tokens(use, self.grid, t.context_steps, t.hole)
-
-    def given_frames(self) -> int:
-        return self.config.task.context_steps * self.frames_per_step
+        """[N] bool: the tokens `use` gives."""
+        return self.layout.given(use)
 
     def fill(self, model, use: str, videos: torch.Tensor | None = None, count: int | None = None,
              steps: int | None = None, seed: int = 0):
@@ -139,15 +145,15 @@ class VideoTask(DiffusionTask):
         else:
             if videos is None:
                 raise ValueError(f"videos: {use} needs the videos whose given part it keeps")
-            ids = self.encode(videos)
-            given = self.given(use)
-            fixed, count = Fixed(ids, given.expand(len(ids), -1)), len(ids)
+            fixed = self.layout.fixed(videos, use)
+            count = len(fixed.ids)
         sample_cfg = self.sample_config(steps=steps or self.config.task.eval_steps)
         sampler = Sampler.for_model(model, sample_cfg)
         model.eval()
         start = time.perf_counter()
         result = sample_many(model, count, sample_cfg.batch_size, sampler=sampler, fixed=fixed,
-                             generator=torch.Generator().manual_seed(seed))
+                             generator=torch.Generator().manual_seed(seed), processors=self.processors(),
+                             measurement=None if videos is None else self.layout.measurement(videos, use))
         return self.decode(result.ids), result, time.perf_counter() - start
 
     def baseline_fill(self, baseline, use: str, videos: torch.Tensor | None = None, count: int | None = None,
@@ -157,11 +163,11 @@ class VideoTask(DiffusionTask):
         if use not in ("generation", "prediction"):
             raise ValueError(f"use: the autoregressive baseline does generation and prediction, not {use}")
         prompt = None
-        if use == "prediction":  # the given first frames' tokens come first in raster order
-            prompt = self.encode(videos)[:, :int(self.given("prediction").sum())]
+        if use == "prediction":  # the given first frames' tokens come first in the stream
+            prompt = self.layout.fixed(videos, use).ids[:, :int(self.given("prediction").sum())]
             count = len(prompt)
         start = time.perf_counter()
-        ids, nfe = self.baseline_sample(baseline, count, prompt=prompt, seed=seed)
+        ids, nfe = self.baseline_sample(baseline, count, prompt=prompt, seed=seed, processors=self.processors())
         return self.decode(ids), nfe, time.perf_counter() - start
 
     # ------------------------------------------------------------------ evaluation
@@ -206,7 +212,7 @@ class VideoTask(DiffusionTask):
         """(pixels [1, 1, T, H, W] PSNR scores, frames [T] SSIM scores) for a use: what it generated."""
         if use == "generation":
             return None, None
-        hidden = ~given_pixels(self.given(use), self.grid, self.frames_per_step, self.pixels_per_token)
+        hidden = self.layout.hidden_pixels(use)
         frames = hidden.flatten(2).any(2)[0]  # a frame with any generated pixel
         return hidden[None], frames
 
@@ -238,10 +244,10 @@ class VideoTask(DiffusionTask):
                 rows[f"  {use}: tokenizer bound"] = self.fidelity(use, recon, truth)
             if use == "prediction":
                 rows["  prediction: copy the last frame"] = self.fidelity(
-                    use, metrics.copy_last_frame(truth, self.given_frames()), truth)
+                    use, metrics.copy_last_frame(truth, t.context_frames), truth)
             if use == "interpolation":
                 rows["  interpolation: linear blend"] = self.fidelity(
-                    use, metrics.linear_blend(truth, self.given_frames()), truth)
+                    use, metrics.linear_blend(truth, t.context_frames), truth)
             if baseline is not None and use in ("generation", "prediction"):
                 ar, nfe, ar_seconds = self.baseline_fill(baseline, use, truth, count=n, seed=cfg.sample.seed)
                 ar_row = {**self.video_quality(ar, None if use == "generation" else labels), "nfe": float(nfe),
@@ -262,12 +268,13 @@ class VideoTask(DiffusionTask):
 
     def report(self, rows: dict, n: int) -> str:
         t, s, d = self.config.task, self.config.sample, self.data_config
-        given = self.given_frames()
+        given = t.context_frames
         lines = [f"video task: Moving-MNIST, {d.frames} frames of {d.size}x{d.size} (one {d.digit_size}-pixel digit), "
-                 f"tokens {'x'.join(map(str, self.grid))} (vocab {self.config.model.vocab_size}); {n} held-out videos "
+                 f"tokens {'x'.join(map(str, self.layout.shape()))} (vocab {self.config.model.vocab_size}); {n} held-out videos "
                  f"(held-out digits) per use; {t.eval_steps} steps, {s.order} order, temperature {s.temperature}",
                  f"  prediction: the first {given} frames given; interpolation: the first and last {given}; "
-                 f"completion: a {t.hole * self.pixels_per_token}-pixel square hidden in every frame",
+                 f"completion: a {t.hole_pixels}-pixel square hidden in every frame"
+                 f"{' (the tokens the visible pixels determine given; the pixels also guide the sampler)' if self.layout.guided_completion else ''}",
                  "  PSNR / SSIM: on what the use generated (SSIM over those frames); present: frames whose digit "
                  "crop holds at least a quarter of a real digit's ink (the others name no digit); identity: the "
                  "judge names one digit in every frame; agree: the share of frames naming the video's most named "

@@ -24,30 +24,31 @@ def check_use(use: str) -> None:
 
 
 def given_tokens(use: str, grid: tuple[int, int, int], context: int, hole: int,
-                 corner: tuple[int, int] | None = None) -> Tensor:
+                 corner: tuple[int, int] | None = None, steps_are: str = "token steps") -> Tensor:
     """[T * H * W] bool, True where `use` gives the token. `corner`: the hole's top-left token
-    (default: centred). A use that needs a context refuses a mask that hides nothing or everything."""
+    (default: centred). A use that needs a context refuses a mask that hides nothing or everything
+    (its error calls the T steps `steps_are`: a grid of (frames, 1, 1) gives whole frames)."""
     check_use(use)
     steps, height, width = grid
     given = torch.zeros(grid, dtype=torch.bool)
     if use == "prediction":
         if not 1 <= context < steps:
-            raise ValueError(f"task.context_steps: prediction needs 1 .. {steps - 1} given token steps of {steps} "
+            raise ValueError(f"task.context_frames: prediction needs 1 .. {steps - 1} given {steps_are} of {steps} "
                              f"(0 gives no context, {steps} leaves nothing to predict), got {context}")
         given[:context] = True
     elif use == "interpolation":
         if not 1 <= context or 2 * context >= steps:
-            raise ValueError(f"task.context_steps: interpolation needs 1 .. {(steps - 1) // 2} given token steps at "
+            raise ValueError(f"task.context_frames: interpolation needs 1 .. {(steps - 1) // 2} given {steps_are} at "
                              f"each end of {steps} (something given, something left between), got {context}")
         given[:context] = True
         given[-context:] = True
     elif use == "completion":
         if not 1 <= hole or (hole >= height and hole >= width):
-            raise ValueError(f"task.hole: completion needs a hole of 1 .. {max(height, width) - 1} tokens a side in "
+            raise ValueError(f"task.hole_pixels: completion needs a hole of 1 .. {max(height, width) - 1} tokens a side in "
                              f"a {height}x{width} grid (0 hides nothing, the whole frame leaves no context), "
                              f"got {hole}")
         if hole > height or hole > width:
-            raise ValueError(f"task.hole: {hole} tokens do not fit in the {height}x{width} token grid")
+            raise ValueError(f"task.hole_pixels: {hole} tokens do not fit in the {height}x{width} token grid")
         top, left = corner if corner is not None else ((height - hole) // 2, (width - hole) // 2)
         if not (0 <= top <= height - hole and 0 <= left <= width - hole):
             raise ValueError(f"corner: a {hole}-token hole at {(top, left)} leaves the {height}x{width} grid")
