@@ -369,6 +369,16 @@ def _check_range(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is out of range; expected > {meta['gt']}")
 
 
+def check_ranges(obj: Any, where: str) -> None:
+    """The range of every numeric field of a dataclass built in code (`from_dict` checks those read
+    from a file), with the same errors: TrainConfig(log_every=0) is refused by name, not by a
+    division by zero later."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_range(f, value, f"{where}.{f.name}")
+
+
 def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass `cls` from a mapping, checking every key, type and range."""
     prefix = f"{where}." if where else ""

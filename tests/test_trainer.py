@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from ddm.config import TrainConfig
+from ddm.config import ConfigError, TrainConfig
 from ddm.training import Trainer, TrainingDiverged, latest_checkpoint, list_checkpoints
 from ddm.training.trainer import lr_factor, param_groups
 
@@ -319,6 +319,11 @@ def test_bad_inputs(tmp_path: Path) -> None:
     frozen = ToyModel().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         Trainer(frozen, toy_loss, ToyData(), TrainConfig(progress=False), tmp_path)
+    # a config built in code is checked as a file's is, before anything divides by it
+    with pytest.raises(ConfigError, match=r"train.log_every: 0 is out of range; expected >= 1"):
+        Trainer(ToyModel(), toy_loss, ToyData(), TrainConfig(progress=False, log_every=0), tmp_path)
+    with pytest.raises(ConfigError, match=r"train.lr: -0.1 is out of range; expected > 0.0"):
+        Trainer(ToyModel(), toy_loss, ToyData(), TrainConfig(progress=False, lr=-0.1), tmp_path)
 
 
 def _free_port() -> int:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import default_collate
 from tqdm.auto import tqdm
 
-from ddm.config import TrainConfig, to_dict
+from ddm.config import TrainConfig, check_ranges, to_dict
 from ddm.io import atomic_write_text
 from ddm.training import checkpoint as ckpt
 from ddm.training.data import StepSampler, derive_seed, fetch
@@ -108,6 +108,7 @@ class Trainer:
             raise ValueError("Trainer: the training data is empty (0 examples)")
         if not any(p.requires_grad for p in model.parameters()):
             raise ValueError(f"Trainer: the model ({type(model).__name__}) has no trainable parameters")
+        check_ranges(config, "train")
         self.config = config
         self.loss_fn = loss_fn
         self.eval_fn = eval_fn

@@ -94,6 +94,9 @@ class SpriteLayout:
         return given_tokens(use, (self.frames, 1, 1), self.context, 1, steps_are="frames")
 
     def given(self, use: str) -> Tensor:
+        """[N] bool: the tokens `use` gives every video (none for completion, whose given tokens depend
+        on each video: `fixed`; in training its examples give nothing, and the objective's random
+        masking already trains on partial contexts)."""
         frames = self.given_frames(use)
         given = self.tokenizer.frame_slots(frames)
         given[:self.tokenizer.content_tokens] = bool(frames.any())  # the sprite, seen in the given frames
