@@ -92,7 +92,7 @@ def test_bad_input_is_named(trained):
         trained.decode(torch.full((1, 2, 8, 8), -1))
     with pytest.raises(ConfigError, match="tokenizer.temporal_downsample: expected a power of two"):
         VideoTokenizerConfig(temporal_downsample=3)
-    with pytest.raises(ConfigError, match="tokenizer.temporal_downsample: 32 does not divide 16"):
+    with pytest.raises(ConfigError, match="tokenizer.temporal_downsample: 32 does not divide tokenizer.frames=16"):
         VideoTokenizerConfig(temporal_downsample=32)
 
 

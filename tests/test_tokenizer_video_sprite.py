@@ -109,7 +109,7 @@ def test_bad_input_is_refused_by_name():
         tok.encode(torch.zeros(1, 1, 16, 28, 28))
     with pytest.raises(ConfigError, match="data.num_digits=2: the sprite tokenizer holds one object"):
         SpriteVideoTokenizer.build_data(MovingMNISTConfig(num_digits=2))
-    with pytest.raises(ConfigError, match="does not divide sprite_size"):
+    with pytest.raises(ConfigError, match="tokenizer.downsample: 8 does not divide tokenizer.sprite_size=12"):
         SpriteVideoTokenizerConfig(sprite_size=12, downsample=8)
     with pytest.raises(ValueError, match=r"probs: expected \[B, 96, 64\]"):
         tok.decode_soft(torch.zeros(1, 96, 32))

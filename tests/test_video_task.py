@@ -119,31 +119,37 @@ def test_digit_crops_find_the_digit_and_identity_counts_changes():
     assert metrics.majority(torch.tensor([3, 3, 5, 1, 1, 2]), 3).tolist() == [3, 1]
 
 
-@pytest.fixture(scope="module")
-def tiny_video_run(tmp_path_factory):
-    """A tiny tokenizer, model and judge trained through the experiment front end, then evaluated."""
+def train_tiny(root, tokenizer_config: str, tokenizer: dict, task_config: str, overrides: list[str]):
+    """A tiny tokenizer (the config's, with `tokenizer` changed), model and judge trained through the
+    experiment front end on 8-frame 16x16 videos, then evaluated: (task, metrics)."""
     import yaml
 
     from ddm.experiment import load_experiment
     from ddm.task import build_task
 
-    root = tmp_path_factory.mktemp("video")
-    tok = yaml.safe_load(open("configs/tokenizers/moving_mnist_small.yaml"))
-    tok["tokenizer"].update(frames=8, image_size=16, width=16, latent_dim=4, temporal_downsample=2,
-                            quantizer={"kind": "vq", "codebook_size": 16, "kmeans_init": False})
+    tok = yaml.safe_load(open(tokenizer_config))
+    tok["tokenizer"].update(frames=8, image_size=16, width=16, latent_dim=4,
+                            quantizer={"kind": "vq", "codebook_size": 16, "kmeans_init": False}, **tokenizer)
     tok["data"].update(num_train=48, num_heldout=8, frames=8, size=16, digit_size=8)
     tok["train"].update(steps=5, batch_size=8, log_every=5)
     (root / "tok.yaml").write_text(yaml.safe_dump(tok))
-    cfg = load_experiment("configs/tasks/video_mmnist_grid_cpu.yaml", [
+    cfg = load_experiment(task_config, [
         f"task.tokenizer_config={root / 'tok.yaml'}", "task.eval_videos=6", "task.eval_steps=4",
-        "task.context_frames=2", "task.classifier_steps=20", "task.hole_pixels=8", "model.vocab_size=16",
-        "model.shape=[4,4,4]",
-        "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8", "train.log_every=4",
-        "train.checkpoint_every=0", "train.eval_every=0", "sample.batch_size=6", f"run_dir={root / 'run'}"])
+        "task.context_frames=2", "task.classifier_steps=20", "task.hole_pixels=8", "model.d_model=32",
+        "model.depth=1", "train.steps=8", "train.batch_size=8", "train.log_every=4", "train.checkpoint_every=0",
+        "train.eval_every=0", f"run_dir={root / 'run'}", *overrides])
     task = build_task(cfg)
     task.prepare()
     task.train()
     return task, task.evaluate()
+
+
+@pytest.fixture(scope="module")
+def tiny_video_run(tmp_path_factory):
+    """The spatio-temporal grid tokenizer's tiny run."""
+    return train_tiny(tmp_path_factory.mktemp("video"), "configs/tokenizers/moving_mnist_small.yaml",
+                      {"temporal_downsample": 2}, "configs/tasks/video_mmnist_grid_cpu.yaml",
+                      ["model.vocab_size=16", "model.shape=[4,4,4]", "sample.batch_size=6"])
 
 
 def test_the_video_task_trains_and_runs_every_use_end_to_end(tiny_video_run, capsys):
@@ -256,29 +262,10 @@ def test_the_grid_layout_names_its_fields_in_frames_and_pixels():
 
 @pytest.fixture(scope="module")
 def tiny_sprite_run(tmp_path_factory):
-    """The sprite tokenizer's tiny run through the experiment front end, then evaluated."""
-    import yaml
-
-    from ddm.experiment import load_experiment
-    from ddm.task import build_task
-
-    root = tmp_path_factory.mktemp("video_sprite")
-    tok = yaml.safe_load(open("configs/tokenizers/moving_mnist_sprite.yaml"))
-    tok["tokenizer"].update(frames=8, image_size=16, sprite_size=8, width=16, latent_dim=4,
-                            quantizer={"kind": "vq", "codebook_size": 16, "kmeans_init": False})
-    tok["data"].update(num_train=48, num_heldout=8, frames=8, size=16, digit_size=8)
-    tok["train"].update(steps=5, batch_size=8, log_every=5)
-    (root / "tok.yaml").write_text(yaml.safe_dump(tok))
-    cfg = load_experiment("configs/tasks/video_mmnist_cpu.yaml", [
-        f"task.tokenizer_config={root / 'tok.yaml'}", "task.eval_videos=6", "task.eval_steps=4",
-        "task.context_frames=2", "task.classifier_steps=20", "task.hole_pixels=8", "model.vocab_size=32",
-        "model.shape=[32]", "model.d_model=32", "model.depth=1", "train.steps=8", "train.batch_size=8",
-        "train.log_every=4", "train.checkpoint_every=0", "train.eval_every=0", "sample.batch_size=4",
-        f"run_dir={root / 'run'}"])
-    task = build_task(cfg)
-    task.prepare()
-    task.train()
-    return task, task.evaluate()
+    """The sprite tokenizer's tiny run."""
+    return train_tiny(tmp_path_factory.mktemp("video_sprite"), "configs/tokenizers/moving_mnist_sprite.yaml",
+                      {"sprite_size": 8}, "configs/tasks/video_mmnist_cpu.yaml",
+                      ["model.vocab_size=32", "model.shape=[32]", "sample.batch_size=4"])
 
 
 def test_the_sprite_video_task_runs_every_use_and_keeps_what_is_given(tiny_sprite_run):

@@ -15,6 +15,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ddm.config import ConfigError
+
 from .base import LearnedTokenizer, as_ids
 from .stats import codebook_stats
 from .stream import TokenStream
@@ -71,6 +73,16 @@ def levels_of(factor: int, name: str) -> int:
     if factor < 1 or factor & (factor - 1):
         raise ValueError(f"{name}: expected a power of two (1, 2, 4, ...), got {factor}")
     return factor.bit_length() - 1
+
+
+def check_factor(name: str, factor: int, size_name: str, size: int) -> None:
+    """A config's downsampling factor `tokenizer.<name>`: a power of two dividing `tokenizer.<size_name>`."""
+    try:
+        levels_of(factor, f"tokenizer.{name}")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if size % factor:
+        raise ConfigError(f"tokenizer.{name}: {factor} does not divide tokenizer.{size_name}={size}")
 
 
 @contextlib.contextmanager

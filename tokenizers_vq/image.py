@@ -15,9 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-from ddm.config import ConfigError, bounded, positive
+from ddm.config import bounded, positive
 
-from .convnets import ConvTokenizer, decoder_2d, encoder_2d, levels_of
+from .convnets import ConvTokenizer, check_factor, decoder_2d, encoder_2d, levels_of
 from .data.images import image_splits
 from .pictures import save_rows
 from .quantizers import Quantizer, QuantizerConfig
@@ -35,13 +35,7 @@ class ImageTokenizerConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
-        try:
-            levels_of(self.downsample, "tokenizer.downsample")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.image_size % self.downsample:
-            raise ConfigError(f"tokenizer.downsample: {self.downsample} does not divide "
-                              f"tokenizer.image_size={self.image_size}")
+        check_factor("downsample", self.downsample, "image_size", self.image_size)
 
 
 @dataclass

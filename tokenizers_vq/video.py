@@ -20,7 +20,7 @@ from torch import nn
 
 from ddm.config import ConfigError, bounded, positive
 
-from .convnets import ConvTokenizer, ResBlock, decoder_2d, encoder_2d, levels_of
+from .convnets import ConvTokenizer, ResBlock, check_factor, decoder_2d, encoder_2d, levels_of
 from .data.moving_mnist import moving_mnist_splits
 from .pictures import save_rows
 from .quantizers import Quantizer, QuantizerConfig
@@ -41,14 +41,8 @@ class VideoTokenizerConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
-        for name, factor, size in (("downsample", self.downsample, self.image_size),
-                                   ("temporal_downsample", self.temporal_downsample, self.frames)):
-            try:
-                levels_of(factor, f"tokenizer.{name}")
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-            if size % factor:
-                raise ConfigError(f"tokenizer.{name}: {factor} does not divide {size}")
+        check_factor("downsample", self.downsample, "image_size", self.image_size)
+        check_factor("temporal_downsample", self.temporal_downsample, "frames", self.frames)
 
 
 @dataclass

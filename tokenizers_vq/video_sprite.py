@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ddm.config import ConfigError, positive
 
 from .base import as_ids
-from .convnets import ConvTokenizer, decoder_2d, encoder_2d, eval_mode, levels_of
+from .convnets import ConvTokenizer, check_factor, decoder_2d, encoder_2d, eval_mode, levels_of
 from .quantizers import Quantizer, QuantizerConfig
 from .registry import TOKENIZERS
 from .stream import TokenStream
@@ -53,12 +53,7 @@ class SpriteVideoTokenizerConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
-        try:
-            levels_of(self.downsample, "tokenizer.downsample")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.sprite_size % self.downsample:
-            raise ConfigError(f"tokenizer.downsample: {self.downsample} does not divide sprite_size {self.sprite_size}")
+        check_factor("downsample", self.downsample, "sprite_size", self.sprite_size)
         if self.sprite_size % 2 or self.sprite_size > 2 * self.image_size:
             raise ConfigError(f"tokenizer.sprite_size: expected an even size up to twice image_size "
                               f"({2 * self.image_size}), got {self.sprite_size}")
