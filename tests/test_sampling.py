@@ -351,6 +351,22 @@ def test_measurement_guidance_and_anchoring(small_source):
     assert match(anchored.ids) > match(guided)  # remasking what disagrees helps
 
 
+def test_the_visible_error_counts_visible_entries_and_gives_a_batch_its_rows():
+    from ddm.sampling import VisibleError
+
+    target = torch.arange(12.0).reshape(3, 4)
+    hidden = torch.tensor([[False, False, True, True]])  # shared by every sample
+    loss = VisibleError(target, hidden)
+    x = target + 1.0
+    assert loss(x).tolist() == [2.0, 2.0, 2.0]  # two visible entries, each off by one
+    rows = torch.tensor([2, 0])
+    assert torch.equal(loss.select(rows)(x[rows]), loss(x)[rows])
+    own = VisibleError(target, torch.tensor([[True] * 4, [False] * 4, [True, False, True, False]]))
+    assert own(x).tolist() == [0.0, 4.0, 2.0] and own.select(rows)(x[rows]).tolist() == [2.0, 0.0]
+    guidance = MeasurementGuidance(lambda q: q, own, scale=1.0)
+    assert guidance.select(rows).loss.target.shape == (2, 4)
+
+
 # ---------------------------------------------------------------- parts
 
 

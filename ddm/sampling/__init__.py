@@ -21,7 +21,7 @@ from .filters import draw_tokens, filter_logits
 from .guidance import ClassifierFreeGuidance
 from .loop import Sampler, sample, sample_many
 from .orders import ORDERS, Order, top_k_positions
-from .posterior import Fixed, MeasurementGuidance
+from .posterior import Fixed, MeasurementGuidance, VisibleError
 from .remasking import REMASKING, ReMDMRemasking, RecheckRemasking, Remasking, build_remasking
 from .schedules import (COUNTS, STEP_SCHEDULES, AncestralCount, CosineSteps, CountRule, LinearSteps, ScheduleCount,
                         StepSchedule, ThresholdCount, TimeSteps, build_count, build_step_schedule)
@@ -31,7 +31,7 @@ from .state import SampleResult, SamplingState, StepInfo, Trace
 __all__ = [
     "AllowedTokens", "COUNTS", "ExpectedCount", "LogitsProcessor", "REMASKING", "STEP_SCHEDULES", "apply_processors",
     "AncestralCount", "ClassifierFreeGuidance", "CosineSteps", "CountRule", "Denoise", "Fixed", "LinearSteps",
-    "MeasurementGuidance", "ORDERS", "Order", "ReMDMRemasking", "RecheckRemasking", "Remasking", "SampleResult",
+    "MeasurementGuidance", "VisibleError", "ORDERS", "Order", "ReMDMRemasking", "RecheckRemasking", "Remasking", "SampleResult",
     "Sampler", "SamplingState", "ScheduleCount", "StepInfo", "StepSchedule", "ThresholdCount", "TimeSteps",
     "Trace", "build_count", "build_remasking", "build_step_schedule", "draw_tokens",
     "filter_logits", "sample", "sample_many", "top_k_positions",

@@ -70,6 +70,21 @@ def check_fixed(fixed, batch: int | None, seq_len: int, vocab_size: int) -> Fixe
     return Fixed(ids.long(), mask)
 
 
+class VisibleError:
+    """A measurement loss: the squared error of decoded outputs x [B, ...] against `target` [B, ...]
+    where `hidden` ([1 or B, ...] bool) is False, summed per sample (inpainting, video completion).
+    Holds one target per sample, so `sample_many` gives each batch its rows (`select`)."""
+
+    def __init__(self, target: Tensor, hidden: Tensor) -> None:
+        self.target, self.hidden = target, hidden
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (((x - self.target) * (~self.hidden).to(x.dtype)) ** 2).flatten(1).sum(1)
+
+    def select(self, rows: Tensor) -> "VisibleError":
+        return VisibleError(self.target[rows], self.hidden if self.hidden.shape[0] == 1 else self.hidden[rows])
+
+
 @dataclass
 class MeasurementGuidance:
     decode: Callable[[Tensor], Tensor]  # probs [B, N, V] float32 -> x, differentiable

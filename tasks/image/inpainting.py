@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddm.sampling import Fixed, MeasurementGuidance
+from ddm.sampling import Fixed, MeasurementGuidance, VisibleError
 
 
 def half_mask(batch: int, size: int, side: str = "bottom") -> Tensor:
@@ -40,10 +40,5 @@ def fixed_tokens(ids: Tensor, hidden: Tensor, grid: tuple[int, int]) -> Fixed:
 def visible_pixels_guidance(tokenizer, image: Tensor, hidden: Tensor, scale: float,
                             anchor_threshold: float) -> MeasurementGuidance:
     """APS-style guidance: the decoded expected tokens should match the visible pixels."""
-    visible = (~hidden).float()
-
-    def loss(x: Tensor) -> Tensor:
-        return (((x - image) * visible) ** 2).flatten(1).sum(1)
-
-    return MeasurementGuidance(decode=tokenizer.decode_soft, loss=loss, scale=scale,
+    return MeasurementGuidance(decode=tokenizer.decode_soft, loss=VisibleError(image, hidden), scale=scale,
                                anchor_threshold=anchor_threshold)

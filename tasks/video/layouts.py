@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ddm.config import ConfigError
-from ddm.sampling import AllowedTokens, Fixed, MeasurementGuidance
+from ddm.sampling import AllowedTokens, Fixed, MeasurementGuidance, VisibleError
 
 from .uses import USES, check_use, draw_training_context, given_pixels, given_tokens
 
@@ -80,9 +80,9 @@ class SpriteLayout:
         c = tokenizer.config
         self.tokenizer, self.frames, self.size = tokenizer, c.frames, c.image_size
         self.context, self.hole, self.guidance, self.anchor = context_frames, hole_pixels, guidance, anchor
-        for use in USES:
-            self.given(use)
+        for use in USES:  # every use's masks are checked now, not after training
             self.hidden_pixels(use)
+        self._given = {use: self._given_of(use) for use in USES}  # training draws them every step
 
     def shape(self) -> list[int]:
         return list(self.tokenizer.stream_shape)
@@ -97,6 +97,10 @@ class SpriteLayout:
         """[N] bool: the tokens `use` gives every video (none for completion, whose given tokens depend
         on each video: `fixed`; in training its examples give nothing, and the objective's random
         masking already trains on partial contexts)."""
+        check_use(use)
+        return self._given[use].clone()
+
+    def _given_of(self, use: str) -> Tensor:
         frames = self.given_frames(use)
         given = self.tokenizer.frame_slots(frames)
         given[:self.tokenizer.content_tokens] = bool(frames.any())  # the sprite, seen in the given frames
@@ -104,8 +108,7 @@ class SpriteLayout:
 
     def training_context(self, uses: list[str], batch: int, generator: torch.Generator) -> Tensor:
         picks = torch.randint(0, len(uses), (batch,), generator=generator)
-        masks = {use: self.given(use) for use in set(uses)}
-        return torch.stack([masks[uses[int(i)]] for i in picks])
+        return torch.stack([self._given[uses[int(i)]] for i in picks])
 
     def hidden_pixels(self, use: str) -> Tensor:
         """[1, T, H, W] bool: the pixels a use generates (completion: a centred square in every frame)."""
@@ -136,6 +139,11 @@ class SpriteLayout:
         ids = self.tokenizer.encode(videos).flat()
         return Fixed(ids, self.given(use).expand(len(ids), -1))
 
+    def given_shares(self, fixed: Fixed) -> tuple[float, float]:
+        """(share of the sprite's codes, share of the positions) that `fixed` gives, over its videos."""
+        n = self.tokenizer.content_tokens
+        return float(fixed.mask[:, :n].float().mean()), float(fixed.mask[:, n:].float().mean())
+
     def processors(self) -> list:
         return [AllowedTokens(self.tokenizer.allowed_tokens())]
 
@@ -143,21 +151,9 @@ class SpriteLayout:
         """Completion: the decoded expected video should match `videos` outside the hole."""
         if use != "completion":
             return None
-        return MeasurementGuidance(decode=self.tokenizer.decode_soft, loss=VisiblePixels(videos, self.hidden_pixels(use)),
-                                   scale=self.guidance, anchor_threshold=self.anchor)
-
-
-class VisiblePixels:
-    """The squared error of decoded videos [B, 1, T, H, W] against `videos` where they are visible."""
-
-    def __init__(self, videos: Tensor, hidden: Tensor) -> None:
-        self.videos, self.hidden = videos, hidden
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return (((x - self.videos) * (~self.hidden).to(x.dtype)) ** 2).flatten(1).sum(1)
-
-    def select(self, rows: Tensor) -> "VisiblePixels":
-        return VisiblePixels(self.videos[rows], self.hidden)
+        loss = VisibleError(videos, self.hidden_pixels(use)[None])
+        return MeasurementGuidance(decode=self.tokenizer.decode_soft, loss=loss, scale=self.guidance,
+                                   anchor_threshold=self.anchor)
 
 
 def layout_for(kind: str, tokenizer, task_config) -> GridLayout | SpriteLayout:

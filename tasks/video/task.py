@@ -239,6 +239,8 @@ class VideoTask(DiffusionTask):
             row = {**self.video_quality(videos, None if use == "generation" else labels),
                    "nfe": float(result.nfe), "ms_per_video": 1000 * seconds / n}
             rows[use], shown[use] = row, videos
+            if use == "completion" and self.layout.guided_completion:  # what the visible pixels settled
+                row["given_codes"], row["given_positions"] = self.layout.given_shares(self.layout.fixed(truth, use))
             if use != "generation":
                 row.update(self.fidelity(use, videos, truth))
                 rows[f"  {use}: tokenizer bound"] = self.fidelity(use, recon, truth)
@@ -293,6 +295,10 @@ class VideoTask(DiffusionTask):
                          f"{cell(r, 'frame_accuracy', '.1%', 7)} "
                          f"{cell(r, 'frechet_per_frame', '.2f', 8)} {cell(r, 'nfe', '.0f', 5)} "
                          f"{cell(r, 'ms_per_video', '.0f', 9)}")
+        if "given_codes" in rows.get("completion", {}):
+            r = rows["completion"]
+            lines.append(f"  completion: the visible pixels settled {r['given_codes']:.1%} of the sprite's codes and "
+                         f"{r['given_positions']:.1%} of the positions (the model generated the rest)")
         return "\n".join(lines)
 
 
