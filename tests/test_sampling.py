@@ -200,6 +200,39 @@ def test_guidance_batches_conditional_and_null_rows(cond_model):
     assert not torch.equal(guided.ids, plain.ids)
 
 
+@pytest.mark.parametrize("cache_targets", [False, True])
+def test_guidance_until_guides_the_first_steps_only(cond_model, cache_targets):
+    cond = some_cond()
+    counted = Counting(cond_model)
+    kwargs = dict(steps=6, guidance_scale=3.0, cache_prefix=False, cache_targets=cache_targets)
+    if cache_targets:
+        counted.forward_cached = cond_model.forward_cached
+    early = Sampler(guidance_until=0.5, **kwargs)(counted, cond=cond, generator=gen(4), return_trace=True)
+    if not cache_targets:  # three guided calls of 2B rows, then three of the conditional rows alone
+        assert counted.calls == 6 and counted.rows == 2 * B * 3 + B * 3
+    assert early.nfe == 9 and early.row_nfe.tolist() == [9] * B
+    full = Sampler(guidance_until=1.0, **kwargs)(cond_model, cond=cond, generator=gen(4), return_trace=True)
+    assert full.nfe == 12
+    trace, trace_full = early.trace, full.trace
+    for i in range(3):  # the same guided steps, so the same states
+        assert torch.equal(trace.ids[i], trace_full.ids[i])
+    # an unguided step's distribution is the conditional model's own (exact when every position runs)
+    before = trace.ids[2]
+    with torch.no_grad():
+        own = cond_model(before, t=trace.times[3], cond=cond).logits.double().softmax(-1)
+    masked = before == cond_model.config.mask_id
+    if not cache_targets:
+        assert torch.allclose(trace.probs[3][masked], own.float()[masked], atol=1e-5)
+    assert not torch.equal(early.ids, full.ids)
+
+
+def test_guidance_until_is_checked():
+    with pytest.raises(ValueError, match="guidance_until"):
+        Sampler(guidance_until=0.0)
+    with pytest.raises(ConfigError, match="sample.guidance_until"):
+        from_dict(SampleConfig, {"guidance_until": 0.0}, "sample")
+
+
 def test_guidance_formula():
     cond, uncond = torch.randn(2, 1, 4, 5).unbind(0)
     out = ClassifierFreeGuidance(2.0).combine(torch.cat([cond, uncond]))

@@ -3,6 +3,8 @@
 NFE (number of function evaluations) is counted per sample: one call of the denoiser
 evaluates a row once and adds 1 to it; a guided call evaluates the row twice (conditional
 and unconditional, batched into one call of 2B rows) and adds 2. A reused prediction adds 0.
+A call told not to guide (`guide=False`, the sampler's `guidance_until`) runs the conditional
+rows alone and adds 1.
 Encoding the condition prefix is not counted: it runs once per sample (with `cache_prefix`)
 and costs less than a call on the target.
 
@@ -65,10 +67,13 @@ class Denoise:
         self._raw: Tensor | None = None  # cache_targets: [fed rows, N, V] logits of each position's last run
         self._calls = 0  # model calls so far (the refresh clocks of cache_targets and skip_blocks)
 
-    def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None,
+                 guide: bool = True) -> tuple[Tensor, Tensor | None]:
         """ids [B, N] (and a joint model's noisy vectors [B, N, C]) -> (logits or guided log-probs
-        [B, N, V], continuous [B, N, C] or None)."""
+        [B, N, V], continuous [B, N, C] or None). `guide=False`: this call runs the conditional rows
+        alone (the first call always guides, so that the caches hold every row)."""
         b = ids.shape[0]
+        guided = self.guidance is not None and (guide or self._calls == 0)
         if self.row_nfe is None:
             self.row_nfe = torch.zeros(b, dtype=torch.long, device=ids.device)
         rows = None  # every row
@@ -78,13 +83,15 @@ class Denoise:
                 return self._out
             if not changed.all():
                 rows = changed.nonzero()[:, 0]
-        factor = 1 if self.guidance is None else 2
+        factor = 2 if guided else 1
         self.nfe += factor
         self.row_nfe[slice(None) if rows is None else rows] += factor
-        fed = rows if rows is None or self.guidance is None else torch.cat([rows, rows + b])
+        fed = rows if rows is None or not guided else torch.cat([rows, rows + b])
+        if self.guidance is not None and not guided:  # the conditional half of the guided rows
+            fed = torch.arange(b, device=ids.device) if rows is None else rows
         pick = (lambda x: x) if rows is None else (lambda x: None if x is None else x[rows])  # noqa: E731
         tokens, times, vectors = ids if rows is None else ids[rows], pick(t), pick(values)
-        if self.guidance is not None:
+        if guided:
             tokens, times = torch.cat([tokens, tokens]), torch.cat([times, times])
             vectors = None if vectors is None else torch.cat([vectors, vectors])
         if self.cache_targets:
@@ -96,7 +103,7 @@ class Denoise:
         if logits.shape != (*tokens.shape, vocab):
             raise ValueError(f"model: returned logits of shape {tuple(logits.shape)}, expected "
                              f"{(*tokens.shape, vocab)} (model.config.vocab_size={vocab})")
-        if self.guidance is not None:
+        if guided:
             logits = self.guidance.combine(logits)
             continuous = None if continuous is None else self.guidance.combine_continuous(continuous)
         if rows is not None:  # the other rows keep their last prediction

@@ -40,7 +40,7 @@ LEARNED_DIR = "samplers"
 _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned", "quantize")  # quantize: the model, not the sampler
 # Parts added after learned files existed: part of the key only when set, so those files keep theirs.
 _LATER_PARTS = {"continuous_noise": 0.0, "cache_targets": False, "cache_refresh": 0, "skip_blocks": [],
-                "skip_refresh": 2}
+                "skip_refresh": 2, "guidance_until": 1.0}
 
 
 @dataclass

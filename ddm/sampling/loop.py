@@ -51,6 +51,7 @@ class Sampler:
     top_k: int = 0
     top_p: float = 1.0
     guidance_scale: float = 0.0
+    guidance_until: float = 1.0  # guided calls: those of the first this share of a block's steps
     block_size: int = 0  # 0: the whole target is one block
     cache_prefix: bool = True
     reuse_predictions: bool = True
@@ -66,6 +67,7 @@ class Sampler:
         checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
                   ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
+                  ("guidance_until", 0 < self.guidance_until <= 1, "in (0, 1]"),
                   ("continuous_noise", 0 <= self.continuous_noise <= 1, "in [0, 1]"),
                   ("block_size", self.block_size >= 0, ">= 0 (0: one block)"),
                   ("cache_refresh", self.cache_refresh >= 0, ">= 0 (0: only the first call)"),
@@ -88,7 +90,8 @@ class Sampler:
                    remasking=build_remasking(cfg.remasking, cfg.remask_threshold, cfg.remask_drop,
                                              cfg.remask_eta, tuple(cfg.remask_window)),
                    temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                   guidance_scale=cfg.guidance_scale, block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
+                   guidance_scale=cfg.guidance_scale, guidance_until=cfg.guidance_until,
+                   block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
                    reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
                    cache_targets=cfg.cache_targets, cache_refresh=cfg.cache_refresh,
                    skip_blocks=tuple(cfg.skip_blocks), skip_refresh=cfg.skip_refresh,
@@ -207,7 +210,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
             if lag:
                 t = flow.clock(step, calls, batch, device)
-            logits, continuous = denoise(state.ids, t, values)
+            logits, continuous = denoise(state.ids, t, values, guide=i / steps < sampler.guidance_until)
             logits = apply_processors(processors, logits, state.ids)
             remask = torch.zeros_like(candidates)
             if measurement is not None:
@@ -245,7 +248,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
 
     if lag:  # every id is visible: the last call is the vectors'
         t = flow.clock(step, calls, batch, device)
-        state.continuous = flow.data(values, denoise(state.ids, t, values)[1], t)
+        state.continuous = flow.data(values, denoise(state.ids, t, values, guide=sampler.guidance_until >= 1)[1], t)
     if state.masked.any():  # the last step of every block reveals all its tokens
         raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
     if trace is not None:
