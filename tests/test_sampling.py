@@ -200,15 +200,18 @@ def test_guidance_batches_conditional_and_null_rows(cond_model):
     assert not torch.equal(guided.ids, plain.ids)
 
 
-@pytest.mark.parametrize("cache_targets", [False, True])
-def test_guidance_until_guides_the_first_steps_only(cond_model, cache_targets):
+@pytest.mark.parametrize("cache_targets,skip_blocks", [(False, ()), (True, ()), (False, (0,))])
+def test_guidance_until_guides_the_first_steps_only(cond_model, cache_targets, skip_blocks):
     cond = some_cond()
     counted = Counting(cond_model)
-    kwargs = dict(steps=6, guidance_scale=3.0, cache_prefix=False, cache_targets=cache_targets)
+    kwargs = dict(steps=6, guidance_scale=3.0, cache_prefix=False, cache_targets=cache_targets,
+                  skip_blocks=skip_blocks, skip_refresh=1)
     if cache_targets:
         counted.forward_cached = cond_model.forward_cached
+    if skip_blocks:  # every block runs every call (skip_refresh 1): exact, through the reuse path
+        counted = cond_model
     early = Sampler(guidance_until=0.5, **kwargs)(counted, cond=cond, generator=gen(4), return_trace=True)
-    if not cache_targets:  # three guided calls of 2B rows, then three of the conditional rows alone
+    if counted is not cond_model and not cache_targets:  # three guided calls of 2B rows, then three of B
         assert counted.calls == 6 and counted.rows == 2 * B * 3 + B * 3
     assert early.nfe == 9 and early.row_nfe.tolist() == [9] * B
     full = Sampler(guidance_until=1.0, **kwargs)(cond_model, cond=cond, generator=gen(4), return_trace=True)
