@@ -259,10 +259,9 @@ class SampleConfig:
     remask_eta: float = bounded(0.05, 0.0, 1.0)  # ReMDM cap / rescale: eta
     remask_window: list[float] = field(default_factory=lambda: [0.0, 1.0])  # progress range with remasking
     guidance_scale: float = bounded(0.0, 0.0)  # classifier-free guidance w (0: conditional sampler)
-    # guide only the calls of the first this share of a block's steps, where the layout is decided; the
-    # later calls run the conditional rows alone (half the rows). 1: every call (guidance in a limited
-    # interval, Kynkaanniemi et al. 2024, here over the most masked steps)
-    guidance_until: float = bounded(1.0, 0.0, 1.0)
+    # the scale over a block's steps: constant, or linear from 0 at the first step to 2x guidance_scale at
+    # the last (the same mean; Muse's increasing guidance). A step at scale 0 runs the conditional rows alone
+    guidance_schedule: Literal["constant", "linear"] = "constant"
     block_size: int = bounded(0, 0)  # semi-autoregressive blocks of this many tokens (0: one block)
     cache_prefix: bool = True  # encode the condition prefix once per sample
     reuse_predictions: bool = True  # no model call when the tokens did not change since the last one (per row: finished rows leave the call)
@@ -285,9 +284,6 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if not self.top_p > 0.0:
             raise ConfigError(f"sample.top_p: {self.top_p!r} is out of range; expected > 0")
-        if not self.guidance_until > 0.0:
-            raise ConfigError(f"sample.guidance_until: {self.guidance_until!r} is out of range; expected in (0, 1] "
-                              "(the first call is always guided; for no guidance set guidance_scale=0)")
         if self.count_schedule == "times":
             t = self.times
             if len(t) < 2 or t[0] != 1.0 or t[-1] != 0.0 or any(a <= b for a, b in zip(t, t[1:])):

@@ -190,6 +190,7 @@ def test_lsd_plus_starts_from_the_lsd_sampler_saved_for_its_budget(denoiser, tmp
 @pytest.mark.parametrize("change, message", [
     ({"block_size": 4}, "per step of one block; sample.block_size must be 0"),
     ({"count": "ancestral"}, "learned samplers need count=schedule"),
+    ({"guidance_scale": 1.0, "guidance_schedule": "linear"}, "distilled at a constant guidance scale"),
 ])
 def test_sampler_parts_the_coefficients_cannot_express_are_refused(denoiser, change, message):
     sample = SampleConfig(**{"order": "random", **change})

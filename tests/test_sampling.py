@@ -16,6 +16,7 @@ from ddm.sampling import (
     AncestralCount, ClassifierFreeGuidance, Fixed, MeasurementGuidance, Order, ReMDMRemasking, Sampler,
     SamplingState, StepInfo, ThresholdCount, build_remasking, filter_logits, sample_many,
 )
+from ddm.sampling.guidance import guidance_at
 from ddm.sampling.orders import spread_ranks
 from conftest import make_tiny_denoiser
 from tasks.synthetic.oracle import OracleDenoiser
@@ -200,40 +201,44 @@ def test_guidance_batches_conditional_and_null_rows(cond_model):
     assert not torch.equal(guided.ids, plain.ids)
 
 
-@pytest.mark.parametrize("cache_targets,skip_blocks", [(False, ()), (True, ()), (False, (0,))])
-def test_guidance_until_guides_the_first_steps_only(cond_model, cache_targets, skip_blocks):
+@pytest.mark.parametrize("cache_targets,skip_blocks,skip_refresh", [(False, (), 2), (True, (), 2),
+                                                                   (False, (0,), 1), (False, (0,), 2)])
+def test_linear_guidance_schedule(cond_model, cache_targets, skip_blocks, skip_refresh):
     cond = some_cond()
     counted = Counting(cond_model)
-    kwargs = dict(steps=6, guidance_scale=3.0, cache_prefix=False, cache_targets=cache_targets,
-                  skip_blocks=skip_blocks, skip_refresh=1)
+    kwargs = dict(steps=6, guidance_scale=2.0, cache_prefix=False, cache_targets=cache_targets,
+                  skip_blocks=skip_blocks, skip_refresh=skip_refresh)
     if cache_targets:
         counted.forward_cached = cond_model.forward_cached
-    if skip_blocks:  # every block runs every call (skip_refresh 1): exact, through the reuse path
+    if skip_blocks:
         counted = cond_model
-    early = Sampler(guidance_until=0.5, **kwargs)(counted, cond=cond, generator=gen(4), return_trace=True)
-    if counted is not cond_model and not cache_targets:  # three guided calls of 2B rows, then three of B
-        assert counted.calls == 6 and counted.rows == 2 * B * 3 + B * 3
-    assert early.nfe == 9 and early.row_nfe.tolist() == [9] * B
-    full = Sampler(guidance_until=1.0, **kwargs)(cond_model, cond=cond, generator=gen(4), return_trace=True)
-    assert full.nfe == 12
-    trace, trace_full = early.trace, full.trace
-    for i in range(3):  # the same guided steps, so the same states
-        assert torch.equal(trace.ids[i], trace_full.ids[i])
-    # an unguided step's distribution is the conditional model's own (exact when every position runs)
-    before = trace.ids[2]
+    linear = Sampler(guidance_schedule="linear", **kwargs)(counted, cond=cond, generator=gen(4), return_trace=True)
+    if counted is not cond_model and not cache_targets:  # the first call (scale 0) runs B rows, the other five 2B
+        assert counted.calls == 6 and counted.rows == B + 2 * B * 5
+    assert linear.nfe == 11 and linear.row_nfe.tolist() == [11] * B
+    assert [guidance_at(2.0, "linear", i, 6) for i in range(6)] == pytest.approx([0, 0.8, 1.6, 2.4, 3.2, 4.0])
+    trace = linear.trace
+    exact = not cache_targets and skip_refresh == 1
     with torch.no_grad():
-        own = cond_model(before, t=trace.times[3], cond=cond).logits.double().softmax(-1)
+        first = cond_model(torch.full((B, N), cond_model.config.mask_id), t=trace.times[0], cond=cond).logits.double().softmax(-1)
+        assert torch.allclose(trace.probs[0], first.float(), atol=1e-5)  # scale 0: the conditional model's own
+        # a later step at its own scale, from the state before it
+        before, w = trace.ids[2], guidance_at(2.0, "linear", 3, 6)
+        both = cond_model(torch.cat([before, before]), t=torch.cat([trace.times[3]] * 2),
+                          cond=ClassifierFreeGuidance.rows(cond)).logits
+        guided = ClassifierFreeGuidance(w).combine(both).double().softmax(-1).float()
     masked = before == cond_model.config.mask_id
-    if not cache_targets:
-        assert torch.allclose(trace.probs[3][masked], own.float()[masked], atol=1e-5)
-    assert not torch.equal(early.ids, full.ids)
+    if exact or not (cache_targets or skip_blocks):
+        assert torch.allclose(trace.probs[3][masked], guided[masked], atol=1e-5)
+    constant = Sampler(**kwargs)(cond_model, cond=cond, generator=gen(4))
+    assert constant.nfe == 12 and not torch.equal(linear.ids, constant.ids)
 
 
-def test_guidance_until_is_checked():
-    with pytest.raises(ValueError, match="guidance_until"):
-        Sampler(guidance_until=0.0)
-    with pytest.raises(ConfigError, match="sample.guidance_until"):
-        from_dict(SampleConfig, {"guidance_until": 0.0}, "sample")
+def test_guidance_schedule_is_checked():
+    with pytest.raises(ValueError, match="guidance_schedule"):
+        Sampler(guidance_schedule="cosine")
+    with pytest.raises(ConfigError, match="sample.guidance_schedule"):
+        from_dict(SampleConfig, {"guidance_schedule": "cosine"}, "sample")
 
 
 def test_guidance_formula():

@@ -3,7 +3,7 @@
 NFE (number of function evaluations) is counted per sample: one call of the denoiser
 evaluates a row once and adds 1 to it; a guided call evaluates the row twice (conditional
 and unconditional, batched into one call of 2B rows) and adds 2. A reused prediction adds 0.
-A call told not to guide (`guide=False`, the sampler's `guidance_until`) runs the conditional
+A call at guidance scale 0 (a step of the `linear` guidance schedule) runs the conditional
 rows alone and adds 1.
 Encoding the condition prefix is not counted: it runs once per sample (with `cache_prefix`)
 and costs less than a call on the target.
@@ -56,6 +56,9 @@ class Denoise:
             _check_block_reuse(model, skip_blocks, cache_targets)
         self.skip_blocks, self.skip_refresh = tuple(skip_blocks), skip_refresh
         self._deltas: dict[int, Tensor] | None = None  # skip_blocks: per block [fed rows, N, D]
+        self._recorded: Tensor | None = None  # skip_blocks: [fed rows] which have deltas (None: all)
+        self._rows = 0  # rows a call can feed: B, or 2B with guidance
+        self._scale: float | None = None  # the guidance scale of the last call (0: unguided)
         self.nfe = 0
         self.row_nfe: Tensor | None = None  # [B] calls per row
         self.positions_run = 0  # target positions run by the model (x2 when guided), against...
@@ -68,17 +71,21 @@ class Denoise:
         self._calls = 0  # model calls so far (the refresh clocks of cache_targets and skip_blocks)
 
     def __call__(self, ids: Tensor, t: Tensor, values: Tensor | None = None,
-                 guide: bool = True) -> tuple[Tensor, Tensor | None]:
+                 scale: float | None = None) -> tuple[Tensor, Tensor | None]:
         """ids [B, N] (and a joint model's noisy vectors [B, N, C]) -> (logits or guided log-probs
-        [B, N, V], continuous [B, N, C] or None). `guide=False`: this call runs the conditional rows
-        alone (the first call always guides, so that the caches hold every row)."""
+        [B, N, V], continuous [B, N, C] or None). `scale`: this call's guidance scale (default the
+        guidance's own); at 0 the call runs the conditional rows alone."""
         b = ids.shape[0]
-        guided = self.guidance is not None and (guide or self._calls == 0)
+        guided = self.guidance is not None and (scale is None or scale > 0)
+        self._rows = b * (1 if self.guidance is None else 2)
         if self.row_nfe is None:
             self.row_nfe = torch.zeros(b, dtype=torch.long, device=ids.device)
         rows = None  # every row
         if self.reuse and self._ids is not None and values is None:
             changed = (ids != self._ids).any(1)
+            if self.guidance is not None and (scale if guided else 0.0) != self._scale:
+                # the last prediction is at another guidance scale: the rows still to fill run again
+                changed |= (ids == self.model.config.mask_id).any(1)
             if not changed.any():
                 return self._out
             if not changed.all():
@@ -104,13 +111,13 @@ class Denoise:
             raise ValueError(f"model: returned logits of shape {tuple(logits.shape)}, expected "
                              f"{(*tokens.shape, vocab)} (model.config.vocab_size={vocab})")
         if guided:
-            logits = self.guidance.combine(logits)
-            continuous = None if continuous is None else self.guidance.combine_continuous(continuous)
+            logits = self.guidance.combine(logits, scale)
+            continuous = None if continuous is None else self.guidance.combine_continuous(continuous, scale)
         if rows is not None:  # the other rows keep their last prediction
             logits = self._out[0].index_copy(0, rows, logits)
             if continuous is not None:
                 continuous = self._out[1].index_copy(0, rows, continuous)
-        self._ids, self._out = ids.clone(), (logits, continuous)
+        self._ids, self._out, self._scale = ids.clone(), (logits, continuous), scale if guided else 0.0
         return self._out
 
     def _run(self, tokens: Tensor, times: Tensor, vectors: Tensor | None, fed: Tensor | None):
@@ -128,17 +135,23 @@ class Denoise:
             out = self.model(tokens, t=times, cond=cond, **extra)
         if reuse is not None and not reuse.skip:  # the blocks' changes at this call, kept for the next ones
             if fed is None:
-                self._deltas = reuse.deltas
+                self._deltas, self._recorded = reuse.deltas, None
             else:
+                if self._deltas is None:  # a first call without the guidance rows: room for every row
+                    self._deltas = {i: d.new_zeros((self._rows, *d.shape[1:])) for i, d in reuse.deltas.items()}
+                    self._recorded = torch.zeros(self._rows, dtype=torch.bool, device=tokens.device)
                 for i, delta in reuse.deltas.items():
                     self._deltas[i][fed] = delta
+                if self._recorded is not None:
+                    self._recorded[fed] = True
         return out.logits, out.continuous
 
     def _block_reuse(self, fed: Tensor | None) -> BlockReuse | None:
         """What the blocks of this call reuse (`skip_blocks`): nothing at a refresh, which records."""
         if not self.skip_blocks:
             return None
-        if self._deltas is None or self._calls % self.skip_refresh == 0:
+        unrecorded = self._recorded is not None and not self._recorded[slice(None) if fed is None else fed].all()
+        if self._deltas is None or self._calls % self.skip_refresh == 0 or unrecorded:
             return BlockReuse(self.skip_blocks, {})
         deltas = self._deltas if fed is None else {i: d[fed] for i, d in self._deltas.items()}
         return BlockReuse(self.skip_blocks, deltas, skip=True)
@@ -170,6 +183,11 @@ class Denoise:
         if fed is None:
             self._kv, self._ran, self._raw = kv, ran, raw
         else:
+            if self._kv is None:  # a first call without the guidance rows: room for every row, the others unrun
+                self._kv = [(k.new_zeros((self._rows, *k.shape[1:])), v.new_zeros((self._rows, *v.shape[1:])))
+                            for k, v in kv]
+                self._ran = ran.new_full((self._rows, n), -1)  # no token is -1: every position is stale
+                self._raw = raw.new_zeros((self._rows, *raw.shape[1:]))
             for (k, v), (k_new, v_new) in zip(self._kv, kv):
                 k[fed], v[fed] = k_new, v_new
             self._ran[fed], self._raw[fed] = ran, raw

@@ -8,6 +8,12 @@ w = 0 is the plain conditional sampler (and makes no unconditional call at all);
 sharpens towards the condition. The unconditional rows use the model's learned null
 condition (`Condition.dropped()`), so the model must have been trained with condition
 dropout, which it records in its diffusion section (`model.diffusion.cond_dropout`).
+
+The scale may change over a block's steps (`guidance_schedule`): `constant`, or `linear` from 0
+at the first step to 2w at the last, the same mean (Muse's increasing guidance; Wang et al.
+2024 analyse such schedules). Guidance at the most masked steps, where the layout is decided,
+narrows the samples; later it sharpens the details. A step at scale 0 runs the conditional rows
+alone, so `linear` also saves one call of the unconditional rows per block.
 """
 
 from __future__ import annotations
@@ -15,6 +21,15 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..model import Condition
+
+GUIDANCE_SCHEDULES = ("constant", "linear")
+
+
+def guidance_at(scale: float, schedule: str, step: int, steps: int) -> float:
+    """The guidance scale of `step` (0-based) of a block of `steps`."""
+    if schedule == "linear" and steps > 1:
+        return scale * 2.0 * step / (steps - 1)
+    return scale
 
 
 class ClassifierFreeGuidance:
@@ -38,17 +53,18 @@ class ClassifierFreeGuidance:
         """The condition for the doubled batch: B conditional rows, then B null rows."""
         return Condition.cat([cond, cond.dropped()])
 
-    def combine(self, logits: Tensor) -> Tensor:
-        """[2B, N, V] (conditional rows first) -> guided log-probabilities [B, N, V] (float32)."""
-        return self._extrapolate(logits.float().log_softmax(-1))
+    def combine(self, logits: Tensor, scale: float | None = None) -> Tensor:
+        """[2B, N, V] (conditional rows first) -> guided log-probabilities [B, N, V] (float32), at
+        `scale` (default: this guidance's)."""
+        return self._extrapolate(logits.float().log_softmax(-1), scale)
 
-    def combine_continuous(self, continuous: Tensor) -> Tensor:
+    def combine_continuous(self, continuous: Tensor, scale: float | None = None) -> Tensor:
         """[2B, N, C] (conditional rows first) -> the same extrapolation of the continuous prediction [B, N, C]."""
-        return self._extrapolate(continuous)
+        return self._extrapolate(continuous, scale)
 
-    def _extrapolate(self, rows: Tensor) -> Tensor:
+    def _extrapolate(self, rows: Tensor, scale: float | None) -> Tensor:
         cond, uncond = rows.chunk(2)
-        return uncond + (1.0 + self.scale) * (cond - uncond)
+        return uncond + (1.0 + (self.scale if scale is None else scale)) * (cond - uncond)
 
     def __repr__(self) -> str:
         return f"ClassifierFreeGuidance(scale={self.scale})"

@@ -40,7 +40,7 @@ LEARNED_DIR = "samplers"
 _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned", "quantize")  # quantize: the model, not the sampler
 # Parts added after learned files existed: part of the key only when set, so those files keep theirs.
 _LATER_PARTS = {"continuous_noise": 0.0, "cache_targets": False, "cache_refresh": 0, "skip_blocks": [],
-                "skip_refresh": 2, "guidance_until": 1.0}
+                "skip_refresh": 2, "guidance_schedule": "constant"}
 
 
 @dataclass
@@ -199,3 +199,6 @@ def check_distillable(cfg: SampleConfig) -> None:
     if cfg.count != "schedule":
         raise ValueError(f"sample.count: learned samplers need count=schedule (a planned number per step), "
                          f"got {cfg.count!r}")
+    if cfg.guidance_schedule != "constant" and cfg.guidance_scale > 0:
+        raise ValueError(f"sample.guidance_schedule: learned samplers are distilled at a constant guidance scale "
+                         f"(the teacher's), got {cfg.guidance_schedule!r}; set sample.guidance_schedule=constant")

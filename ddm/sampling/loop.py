@@ -30,7 +30,7 @@ from ..schedules import LogLinearSchedule, Schedule, get_schedule
 from .constraints import LogitsProcessor, apply_processors
 from .denoise import Denoise
 from .filters import draw_tokens, filter_logits
-from .guidance import ClassifierFreeGuidance
+from .guidance import GUIDANCE_SCHEDULES, ClassifierFreeGuidance, guidance_at
 from .orders import Order, top_k_positions
 from .posterior import Fixed, MeasurementGuidance, check_fixed
 from .remasking import Remasking, build_remasking
@@ -51,7 +51,7 @@ class Sampler:
     top_k: int = 0
     top_p: float = 1.0
     guidance_scale: float = 0.0
-    guidance_until: float = 1.0  # guided calls: those of the first this share of a block's steps
+    guidance_schedule: str = "constant"  # the scale over a block's steps (ddm.sampling.guidance)
     block_size: int = 0  # 0: the whole target is one block
     cache_prefix: bool = True
     reuse_predictions: bool = True
@@ -67,7 +67,8 @@ class Sampler:
         checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
                   ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
-                  ("guidance_until", 0 < self.guidance_until <= 1, "in (0, 1]"),
+                  ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES,
+                   f"one of {', '.join(GUIDANCE_SCHEDULES)}"),
                   ("continuous_noise", 0 <= self.continuous_noise <= 1, "in [0, 1]"),
                   ("block_size", self.block_size >= 0, ">= 0 (0: one block)"),
                   ("cache_refresh", self.cache_refresh >= 0, ">= 0 (0: only the first call)"),
@@ -90,7 +91,7 @@ class Sampler:
                    remasking=build_remasking(cfg.remasking, cfg.remask_threshold, cfg.remask_drop,
                                              cfg.remask_eta, tuple(cfg.remask_window)),
                    temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                   guidance_scale=cfg.guidance_scale, guidance_until=cfg.guidance_until,
+                   guidance_scale=cfg.guidance_scale, guidance_schedule=cfg.guidance_schedule,
                    block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
                    reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
                    cache_targets=cfg.cache_targets, cache_refresh=cfg.cache_refresh,
@@ -210,7 +211,8 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
             if lag:
                 t = flow.clock(step, calls, batch, device)
-            logits, continuous = denoise(state.ids, t, values, guide=i / steps < sampler.guidance_until)
+            scale = guidance_at(sampler.guidance_scale, sampler.guidance_schedule, i, steps)
+            logits, continuous = denoise(state.ids, t, values, scale)
             logits = apply_processors(processors, logits, state.ids)
             remask = torch.zeros_like(candidates)
             if measurement is not None:
@@ -248,7 +250,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
 
     if lag:  # every id is visible: the last call is the vectors'
         t = flow.clock(step, calls, batch, device)
-        state.continuous = flow.data(values, denoise(state.ids, t, values, guide=sampler.guidance_until >= 1)[1], t)
+        state.continuous = flow.data(values, denoise(state.ids, t, values)[1], t)
     if state.masked.any():  # the last step of every block reveals all its tokens
         raise RuntimeError("sampling ended with masked tokens; this is a bug in a count rule")
     if trace is not None:
