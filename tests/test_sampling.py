@@ -220,7 +220,8 @@ def test_linear_guidance_schedule(cond_model, cache_targets, skip_blocks, skip_r
     trace = linear.trace
     exact = not cache_targets and skip_refresh == 1
     with torch.no_grad():
-        first = cond_model(torch.full((B, N), cond_model.config.mask_id), t=trace.times[0], cond=cond).logits.double().softmax(-1)
+        masks = torch.full((B, N), cond_model.config.mask_id)
+        first = cond_model(masks, t=trace.times[0], cond=cond).logits.double().softmax(-1)
         assert torch.allclose(trace.probs[0], first.float(), atol=1e-5)  # scale 0: the conditional model's own
         # a later step at its own scale, from the state before it
         before, w = trace.ids[2], guidance_at(2.0, "linear", 3, 6)

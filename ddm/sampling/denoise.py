@@ -57,7 +57,6 @@ class Denoise:
         self.skip_blocks, self.skip_refresh = tuple(skip_blocks), skip_refresh
         self._deltas: dict[int, Tensor] | None = None  # skip_blocks: per block [fed rows, N, D]
         self._recorded: Tensor | None = None  # skip_blocks: [fed rows] which have deltas (None: all)
-        self._rows = 0  # rows a call can feed: B, or 2B with guidance
         self._scale: float | None = None  # the guidance scale of the last call (0: unguided)
         self.nfe = 0
         self.row_nfe: Tensor | None = None  # [B] calls per row
@@ -77,7 +76,6 @@ class Denoise:
         guidance's own); at 0 the call runs the conditional rows alone."""
         b = ids.shape[0]
         guided = self.guidance is not None and (scale is None or scale > 0)
-        self._rows = b * (1 if self.guidance is None else 2)
         if self.row_nfe is None:
             self.row_nfe = torch.zeros(b, dtype=torch.long, device=ids.device)
         rows = None  # every row
@@ -138,13 +136,18 @@ class Denoise:
                 self._deltas, self._recorded = reuse.deltas, None
             else:
                 if self._deltas is None:  # a first call without the guidance rows: room for every row
-                    self._deltas = {i: d.new_zeros((self._rows, *d.shape[1:])) for i, d in reuse.deltas.items()}
-                    self._recorded = torch.zeros(self._rows, dtype=torch.bool, device=tokens.device)
+                    self._deltas = {i: d.new_zeros((self._all_rows, *d.shape[1:])) for i, d in reuse.deltas.items()}
+                    self._recorded = torch.zeros(self._all_rows, dtype=torch.bool, device=tokens.device)
                 for i, delta in reuse.deltas.items():
                     self._deltas[i][fed] = delta
                 if self._recorded is not None:
                     self._recorded[fed] = True
         return out.logits, out.continuous
+
+    @property
+    def _all_rows(self) -> int:
+        """Rows a call can feed when a first call fed only some (the conditional half of guided rows): 2B."""
+        return self.cond.batch_size
 
     def _block_reuse(self, fed: Tensor | None) -> BlockReuse | None:
         """What the blocks of this call reuse (`skip_blocks`): nothing at a refresh, which records."""
@@ -184,10 +187,10 @@ class Denoise:
             self._kv, self._ran, self._raw = kv, ran, raw
         else:
             if self._kv is None:  # a first call without the guidance rows: room for every row, the others unrun
-                self._kv = [(k.new_zeros((self._rows, *k.shape[1:])), v.new_zeros((self._rows, *v.shape[1:])))
-                            for k, v in kv]
-                self._ran = ran.new_full((self._rows, n), -1)  # no token is -1: every position is stale
-                self._raw = raw.new_zeros((self._rows, *raw.shape[1:]))
+                rows = self._all_rows
+                self._kv = [(k.new_zeros((rows, *k.shape[1:])), v.new_zeros((rows, *v.shape[1:]))) for k, v in kv]
+                self._ran = ran.new_full((rows, n), -1)  # no token is -1: every position is stale
+                self._raw = raw.new_zeros((rows, *raw.shape[1:]))
             for (k, v), (k_new, v_new) in zip(self._kv, kv):
                 k[fed], v[fed] = k_new, v_new
             self._ran[fed], self._raw[fed] = ran, raw
