@@ -12,8 +12,9 @@ For each step budget K, on the task's trained model (run_dir/model) and its `sam
 * plain: the best of the plain orders at K steps (the config's sampler; random; confidence;
   spread), each with its defaults, chosen on held-out seeds;
 * grid: the best of temperature x order (random; confidence with Gumbel 2 or 4; spread with
-  Gumbel 0 or 1) x count schedule (linear, cosine) at K steps, chosen on held-out seeds (its
-  own samples) by the summed remaining gap of the metrics (see `remaining_gap`);
+  Gumbel 0 or 1) x count schedule (linear, cosine) (x guidance scale: half, once and 1.5 times the
+  config's, for a guided sampler) at K steps, chosen on held-out seeds (its own samples) by the
+  summed remaining gap of the metrics (see `remaining_gap`);
 * LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured; LSD
   starts afresh (the budget's saved sampler is removed first), LSD+ also from LSD's result.
   With several --forward-weight values, each weight is distilled and the one with the least
@@ -102,9 +103,13 @@ def distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher) ->
     return {name: m for name, (_, m, _) in chosen.items()}
 
 
-def grid_points():
-    for t, (order, gumbel), schedule in itertools.product(*GRID.values()):
-        yield {"temperature": t, "order": order, "gumbel_temperature": gumbel, "count_schedule": schedule}
+def grid_points(guidance: float):
+    """The grid; for a guided sampler (`guidance` > 0), also at half and 1.5 times its scale, since
+    the learned samplers choose a scale per step."""
+    scales = [guidance / 2, guidance, 1.5 * guidance] if guidance > 0 else [guidance]
+    for t, (order, gumbel), schedule, w in itertools.product(*GRID.values(), scales):
+        yield {"temperature": t, "order": order, "gumbel_temperature": gumbel, "count_schedule": schedule,
+               "guidance_scale": w}
 
 
 def main() -> None:
@@ -141,7 +146,7 @@ def main() -> None:
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
         print(f"K={k} held-out seed: the config's sampler " + ", ".join(f"{x} {val_plain[x]:.4f}" for x in args.metrics)
               + "; the teacher " + ", ".join(f"{x} {val_teacher[x]:.4f}" for x in args.metrics), flush=True)
-        for name, points in (("plain", PLAIN), ("grid", list(grid_points()))):
+        for name, points in (("plain", PLAIN), ("grid", list(grid_points(task.config.sample.guidance_scale)))):
             rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
         for name, m in distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher).items():
             rows[name].append((k, m))

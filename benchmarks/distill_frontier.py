@@ -15,6 +15,16 @@ very samples: an optimistic front. The bar is half the gap between the best plai
 spread order) and the teacher on each metric. Where no point of the front meets it on both,
 no choice of these coefficients does, whatever the loss that picks them (up to the search's
 reach). The picture (every point, the front, plain, teacher and the bar) goes to --out.
+
+    python benchmarks/distill_frontier.py --config configs/tasks/image_mnist_cpu.yaml --steps 4 \
+        --plain config --guidance --metrics judge_error frechet --validate-seed 778
+
+`--plain config` takes the config's own sampler as the plain one and starts from it (and from
+the grid's point, temperature 0.85 with the cosine count) as well as from the spread order;
+`--guidance` adds a guidance scale per step to the family (uniform in [0, 2.5] for two thirds
+of the points, the sampler's constant scale for the others). Since the front is chosen on the
+test samples, `--validate-seed` measures the front again on another seed (with the plain
+sampler and the teacher), to show how much of its lead is the test samples' noise.
 """
 
 from __future__ import annotations
@@ -37,25 +47,39 @@ from ddm.sampling.learned import StepCoefficients  # noqa: E402
 from ddm.task import build_task  # noqa: E402
 
 
-def random_point(rng: random.Random, k: int, exact_spread: float) -> StepCoefficients:
+def measure(task, model, sampler: Sampler, n: int, seed: int, metrics: list[str], cond=None, fixed=None) -> dict:
+    """The metrics of n samples, drawn as ddm.task's generate does: batches of 500, one generator
+    seeded with `seed` (so the plain row repeats `benchmarks/distill.py`'s digit for digit)."""
+    result = sample_many(model, n, min(n, 500), sampler=sampler, cond=cond, fixed=fixed,
+                         generator=torch.Generator().manual_seed(seed), processors=task.processors())
+    scores = task.sample_metrics(result.ids, cond)
+    return {m: scores[m] for m in metrics}
+
+
+def random_point(rng: random.Random, k: int, exact_spread: float, guidance: bool = False) -> StepCoefficients:
     temperature = [math.exp(rng.uniform(math.log(0.5), math.log(1.25))) for _ in range(k)]
     order = [0.0] * k if rng.random() < 0.5 else [rng.uniform(-3, 3) for _ in range(k)]
     spread = [exact_spread] * k if rng.random() < 0.5 else [rng.uniform(-1, 1) * exact_spread for _ in range(k)]
     alphas = [i / k for i in range(k + 1)]
     if rng.random() > 1 / 3:
         alphas = [0.0] + sorted(rng.uniform(0.02, 0.98) for _ in range(k - 1)) + [1.0]
-    return StepCoefficients(temperature, order, spread, alphas)
+    scales = [rng.uniform(0.0, 2.5) for _ in range(k)] if guidance and rng.random() > 1 / 3 else None
+    return StepCoefficients(temperature, order, spread, alphas, scales)
 
 
 def nearby(rng: random.Random, c: StepCoefficients) -> StepCoefficients:
     """A small random move from c: temperatures by about 10%, order weights by 0.3, the revealed
-    fractions by 0.03 (kept increasing), the spread weights kept."""
+    fractions by 0.03 (kept increasing), guidance scales by 0.2, the spread weights kept."""
     temperature = [t * math.exp(rng.gauss(0, 0.1)) for t in c.temperature]
     order = [w + rng.gauss(0, 0.3) for w in c.order_weight]
-    inner = sorted(min(max(a + rng.gauss(0, 0.03), 0.01), 0.99) for a in c.alphas[1:-1])
-    if any(b - a < 1e-3 for a, b in zip([0.0] + inner, inner + [1.0])):
-        inner = c.alphas[1:-1]
-    return StepCoefficients(temperature, order, list(c.spread_weight), [0.0] + inner + [1.0])
+    alphas = c.alphas
+    if alphas is not None:
+        inner = sorted(min(max(a + rng.gauss(0, 0.03), 0.01), 0.99) for a in alphas[1:-1])
+        if all(b - a >= 1e-3 for a, b in zip([0.0] + inner, inner + [1.0])):
+            alphas = [0.0] + inner + [1.0]
+    scales = None if c.guidance is None else [max(w + rng.gauss(0, 0.2), 0.0) for w in c.guidance]
+    spread = None if c.spread_weight is None else list(c.spread_weight)
+    return StepCoefficients(temperature, order, spread, alphas, scales)
 
 
 def pareto(points: list[dict], metrics: list[str]) -> list[dict]:
@@ -79,6 +103,10 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--test-seed", type=int, default=777)
     p.add_argument("--seed", type=int, default=0, help="the search's own seed")
+    p.add_argument("--plain", choices=["spread", "config"], default="spread",
+                   help="the plain sampler: the spread order, or the config's own sampler at K steps")
+    p.add_argument("--guidance", action="store_true", help="search a guidance scale per step too")
+    p.add_argument("--validate-seed", type=int, default=None, help="measure the front again on this seed")
     p.add_argument("--out", default="benchmarks/results/distill_frontier.png")
     args = p.parse_args()
     from tqdm.auto import tqdm
@@ -90,29 +118,33 @@ def main() -> None:
     k, n = args.steps, args.samples
     cond, fixed = task.sample_conditions(n), task.sample_fixed(n)
 
-    def measure(sampler: Sampler) -> dict:
-        # As ddm.task's generate: batches of 500, one generator seeded with the test seed.
-        result = sample_many(model, n, min(n, 500), sampler=sampler, cond=cond, fixed=fixed,
-                             generator=torch.Generator().manual_seed(args.test_seed), processors=task.processors())
-        return {m: task.sample_metrics(result.ids, cond)[m] for m in args.metrics}
+    def measured(sampler: Sampler, seed: int = args.test_seed) -> dict:
+        return measure(task, model, sampler, n, seed, args.metrics, cond, fixed)
 
-    plain = Sampler.for_model(model, task.sample_config(steps=k, order="spread", gumbel_temperature=0.0))
-    teacher_steps = min(128, model.config.seq_len)
-    teacher = measure(Sampler.for_model(model, task.sample_config(steps=teacher_steps)))
-    reference = measure(plain)
-    bar = {m: (reference[m] + teacher[m]) / 2 for m in args.metrics}
     base = Sampler.for_model(model, task.sample_config(steps=k))
+    plain = base if args.plain == "config" else \
+        Sampler.for_model(model, task.sample_config(steps=k, order="spread", gumbel_temperature=0.0))
+    teacher_steps = min(128, model.config.seq_len)
+    teacher_sampler = Sampler.for_model(model, task.sample_config(steps=teacher_steps))
+    teacher = measured(teacher_sampler)
+    reference = measured(plain)
+    bar = {m: (reference[m] + teacher[m]) / 2 for m in args.metrics}
     exact = Parameters.EXACT_SPREAD * model.config.seq_len / k
     rng = random.Random(args.seed)
     linear = [i / k for i in range(k + 1)]
     # Also from the plain spread order and the grid's spread points (one temperature for all steps).
     starts = [StepCoefficients([t] * k, [0.0] * k, [exact] * k, linear) for t in (1.0, 0.85, 0.7)]
+    if args.plain == "config":  # the config's sampler itself, and the grid's point (0.85, cosine count)
+        cosine = Sampler.from_config(task.sample_config(steps=k, count_schedule="cosine"),
+                                     model.diffusion).step_schedule.alphas(k)
+        starts += [StepCoefficients([1.0] * k, [0.0] * k, None, None),
+                   StepCoefficients([0.85] * k, [0.0] * k, None, list(cosine))]
     points = []
 
     def add(c: StepCoefficients) -> None:
-        points.append({**measure(base.with_coefficients(c, "random")), "coefficients": c.__dict__})
+        points.append({**measured(base.with_coefficients(c, "random")), "coefficients": c.__dict__})
 
-    for c in tqdm(starts + [random_point(rng, k, exact) for _ in range(args.points)],
+    for c in tqdm(starts + [random_point(rng, k, exact, args.guidance) for _ in range(args.points)],
                   desc=f"K={k}: random coefficients"):
         add(c)
     for _ in tqdm(range(args.refine), desc=f"K={k}: moves from the front"):
@@ -122,7 +154,7 @@ def main() -> None:
     print(f"\nK = {k}: {len(points)} points of the LSD+ family ({len(starts)} plain / grid-like starts, "
           f"{args.points} random, {args.refine} moves from the front), {n} samples on test seed {args.test_seed}")
     print(f"{'':>28}{a:>22}{b:>12}")
-    print(f"{'best plain (spread order)':>28}{reference[a]:>22.4f}{reference[b]:>12.4f}")
+    print(f"{'plain (' + args.plain + ')':>28}{reference[a]:>22.4f}{reference[b]:>12.4f}")
     print(f"{'teacher':>28}{teacher[a]:>22.4f}{teacher[b]:>12.4f}")
     print(f"{'bar (half of each gap)':>28}{bar[a]:>22.4f}{bar[b]:>12.4f}")
     print("Pareto front (gap closed on each metric):")
@@ -131,15 +163,29 @@ def main() -> None:
         print(f"{'':>28}{q[a]:>22.4f}{q[b]:>12.4f}   {closed[0]:6.1f}% {closed[1]:6.1f}%")
     meets = [q for q in points if all(q[m] <= bar[m] for m in args.metrics)]
     print(f"points meeting the bar on both metrics: {len(meets)} of {len(points)}")
+    validated = None
+    if args.validate_seed is not None:
+        seed = args.validate_seed
+        validated = {"plain": measured(plain, seed), "teacher": measured(teacher_sampler, seed)}
+        validated["front"] = [measured(base.with_coefficients(StepCoefficients(**q["coefficients"]), "random"), seed)
+                              for q in tqdm(front, desc=f"the front again on seed {seed}")]
+        vp, vt = validated["plain"], validated["teacher"]
+        print(f"\nThe same on seed {seed}:")
+        print(f"{'plain (' + args.plain + ')':>28}{vp[a]:>22.4f}{vp[b]:>12.4f}")
+        print(f"{'teacher':>28}{vt[a]:>22.4f}{vt[b]:>12.4f}")
+        for q in validated["front"]:
+            closed = [100 * (vp[m] - q[m]) / (vp[m] - vt[m]) for m in args.metrics]
+            print(f"{'':>28}{q[a]:>22.4f}{q[b]:>12.4f}   {closed[0]:6.1f}% {closed[1]:6.1f}%")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"plain": reference, "teacher": teacher, "bar": bar,
-                                                    "points": points, "front": front}))
-    picture(points, front, reference, teacher, bar, args.metrics, out, f"{Path(args.config).stem}, K = {k}")
+                                                    "points": points, "front": front, "validated": validated}))
+    picture(points, front, reference, teacher, bar, args.metrics, out, f"{Path(args.config).stem}, K = {k}",
+            f"plain ({args.plain})")
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
-def picture(points, front, reference, teacher, bar, metrics, out: Path, title: str) -> None:
+def picture(points, front, reference, teacher, bar, metrics, out: Path, title: str, plain_label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +195,7 @@ def picture(points, front, reference, teacher, bar, metrics, out: Path, title: s
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter([q[a] for q in points], [q[b] for q in points], s=8, alpha=0.4, label="coefficients searched")
     ax.plot([q[a] for q in front], [q[b] for q in front], "k-", lw=1, label="their Pareto front")
-    ax.plot(reference[a], reference[b], "o", ms=9, label="best plain (spread order)")
+    ax.plot(reference[a], reference[b], "o", ms=9, label=plain_label)
     ax.plot(teacher[a], teacher[b], "*", ms=13, label="teacher")
     ax.fill_between([0, bar[a]], 0, bar[b], color="green", alpha=0.15, label="issue 14's bar")
     ax.set_xlim(min(q[a] for q in points + [teacher]) * 0.95, max(q[a] for q in points) * 1.02)

@@ -75,7 +75,8 @@ def cmd_sample(args) -> int:
 def cmd_distill(args) -> int:
     result = _task(args).distill(args.steps, args.plus, args.teacher_steps, args.model,
                                  iterations=args.iterations, batch_size=args.batch_size,
-                                 teacher_order=args.teacher_order, forward_weight=args.forward_weight)
+                                 teacher_order=args.teacher_order, forward_weight=args.forward_weight,
+                                 learn_guidance=not args.fixed_guidance)
     for k, v in result.items():
         print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return 0
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--forward-weight", type=float, default=0.0,
                          help="weight of the forward term, the student's likelihood of teacher samples (default 0: "
                               "the reverse bound alone; 1: Jeffreys); see ddm.distill")
+    distill.add_argument("--fixed-guidance", action="store_true",
+                         help="keep a guided sampler's constant guidance scale (default: learn one per step)")
     distill.add_argument("--iterations", type=int, default=200, help="SPSA iterations (default 200; stops at 8 min)")
     distill.add_argument("--batch-size", type=int, default=64, help="student samples per loss (default 64)")
     bench = verb("bench", cmd_bench, "Decoding modes of a trained model side by side in one run: the task's own "

@@ -2,7 +2,8 @@
 
 The model's weights never change. A K-step student is the one sampling loop with learned
 per-step coefficients (`ddm.sampling.learned`): a temperature, an order weight and a spread
-weight per step (LSD), and the revealed fraction after each step (LSD+).
+weight per step (LSD), and the revealed fraction after each step (LSD+); a guided sampler also
+learns its guidance scale per step (`learn_guidance`, on by default).
 
 Teacher. The same model decoding one token per step (or `teacher_steps` groups, whichever
 is more steps), by default (`teacher_order=auto`) in a uniformly random order: MDLM's exact
@@ -53,7 +54,7 @@ student's step boundaries are the student's states, and the loss is the path KL 
 student step against the teacher's sub-steps. It is a KL to a teacher that moves with the
 student's order, so it bounds no distance to one fixed sampler.
 
-Gradients. None pass through the discrete steps: the coefficients (12 numbers at most) are
+Gradients. None pass through the discrete steps: the coefficients (15 numbers at most) are
 fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
 on the same noise, i.e. the same generator seed for both students, gives a gradient
 estimate) with Adam, from the best (on held-out seeds) of up to three starts: the plain
@@ -90,6 +91,7 @@ class DistillConfig:
     teacher_steps: int = 128  # the teacher's steps (clamped to one token per step)
     teacher_order: str = "auto"  # random: a fixed teacher; student: in the student's order; auto: see the doc
     forward_weight: float = 0.0  # weight of the forward term (the student's likelihood of teacher samples)
+    learn_guidance: bool = True  # guided samplers: learn a guidance scale per step too (False: keep the constant)
     teacher_batches: int = 8  # batches of teacher samples the forward term cycles through
     batch_size: int = 64  # student samples per loss evaluation
     iterations: int = 200
@@ -109,6 +111,10 @@ class DistillConfig:
             raise ValueError(f"forward_weight: {self.forward_weight}; expected >= 0 (0: the reverse bound alone)")
         if self.teacher_batches < 1:
             raise ValueError(f"teacher_batches: {self.teacher_batches}; expected >= 1")
+
+    def validation_seeds(self) -> list[int]:
+        """The held-out seeds that pick the start and the best iterate (one batch each)."""
+        return [10_000_019 + self.seed * 1000 + i for i in range(self.validation_batches)]
 
     def resolved_teacher_order(self, base_order: str) -> str:
         if self.teacher_order != "auto":
@@ -180,7 +186,8 @@ def teacher_sampler(plain: Sampler, teacher_steps: int, teacher_order: str) -> S
     if teacher_order == "student":
         return replace(plain, steps=teacher_steps)
     return replace(plain, steps=teacher_steps, order=Order("random"), step_schedule=LinearSteps(),
-                   remasking=Remasking(), temperature=1.0, top_k=0, top_p=1.0, step_temperatures=())
+                   remasking=Remasking(), temperature=1.0, top_k=0, top_p=1.0, step_temperatures=(),
+                   step_guidance=())
 
 
 @torch.no_grad()
@@ -221,8 +228,9 @@ def _per_token(confidence: Tensor, generated: Tensor) -> Tensor:
 class Parameters:
     """Each per-step family is a quadratic in the step's progress u_i = i / (K - 1): 3 numbers per
     family however large K is, so that SPSA's noisy gradient has few directions to find:
-    log temperature, order weight, asinh of the spread weight, and (LSD+) the log of each step's
-    share of the tokens.
+    log temperature, order weight, asinh of the spread weight, (LSD+) the log of each step's
+    share of the tokens, and (guided samplers, `learn_guidance`) the log of each step's guidance
+    scale over the sampler's own.
 
     The spread weight is learned through asinh because its useful range spans orders of
     magnitude: near 0 it is linear (either sign is a dilated order, the reverse of bit reversal
@@ -233,9 +241,10 @@ class Parameters:
     degree = 3
     EXACT_SPREAD = 12.0  # neighbouring ranks this far apart swap with probability 1 / (1 + e^12)
 
-    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool, positions: int):
+    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool, positions: int, guidance: bool = False):
         k = cfg.steps
         self.k, self.plus = k, plus
+        self.guidance = plain.guidance_scale if guidance and plain.guidance_scale > 0 else 0.0
         self.exact_spread = self.EXACT_SPREAD * positions / k
         u = torch.linspace(0, 1, k, dtype=torch.float64) if k > 1 else torch.zeros(1, dtype=torch.float64)
         self.basis = torch.stack([u ** d for d in range(self.degree)], 1)  # [K, 3]
@@ -249,6 +258,8 @@ class Parameters:
         if plus:
             alphas = torch.tensor(plain.step_schedule.alphas(k), dtype=torch.float64)
             families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
+        if self.guidance:
+            families.append(torch.zeros(self.degree, dtype=torch.float64))  # the sampler's own scale
         self.initial = torch.cat(families)
 
     def starts(self) -> list[Tensor]:
@@ -269,6 +280,9 @@ class Parameters:
         if self.plus:
             alphas = f64(c.alphas or plain_alphas)
             families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
+        if self.guidance:
+            scales = f64(c.guidance or [self.guidance] * self.k)
+            families.append(self.fit((scales / self.guidance).clamp_min(1e-2).log()))
         return torch.cat(families)
 
     def fit(self, values: Tensor) -> Tensor:
@@ -288,7 +302,11 @@ class Parameters:
             alphas = [0.0] + share.cumsum(0).tolist()
             alphas[-1] = 1.0
             alphas = [min(a, 1.0) for a in alphas]
-        return StepCoefficients(temperature, weight, spread, alphas)
+        guidance = None
+        if self.guidance:  # the last family
+            log_ratio = (self.basis @ theta[-self.degree:]).clamp(math.log(1e-2), math.log(8.0))
+            guidance = (self.guidance * log_ratio.exp()).tolist()
+        return StepCoefficients(temperature, weight, spread, alphas, guidance)
 
 
 # --------------------------------------------------------------------------- SPSA
@@ -316,14 +334,14 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
     if cfg.steps >= min(cfg.teacher_steps, tokens):
         raise ValueError(f"steps: {cfg.steps} is not fewer than the teacher's {min(cfg.teacher_steps, tokens)} steps "
                          f"(teacher_steps={cfg.teacher_steps}, at most one token per step over {tokens} tokens)")
-    params = Parameters(sample_cfg, plain, cfg.plus, model.config.seq_len)
+    params = Parameters(sample_cfg, plain, cfg.plus, model.config.seq_len, cfg.learn_guidance)
     teacher_order = cfg.resolved_teacher_order(sample_cfg.order)
     model.eval()
 
     def student(theta: Tensor) -> Sampler:
         return plain.with_coefficients(params.coefficients(theta), sample_cfg.order)
 
-    validation_seeds = [10_000_019 + cfg.seed * 1000 + i for i in range(cfg.validation_batches)]
+    validation_seeds = cfg.validation_seeds()
     start = time.perf_counter()
     student(params.initial)  # refuses what the coefficients cannot express before any sampling
     # The forward term's teacher samples, drawn once: a pool to cycle through, and one per validation seed.
@@ -388,6 +406,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
             break
     coefficients = params.coefficients(best[1])
     report = {"method": "lsd+" if cfg.plus else "lsd", "teacher_steps": cfg.teacher_steps,
+              "learn_guidance": bool(params.guidance),
               "teacher_order": teacher_order, "forward_weight": cfg.forward_weight,
               "plain_loss": total(plain_terms), "initial_loss": total(initial_terms), "learned_loss": total(best[0]),
               "plain_terms": dict(zip(("reverse", "forward"), plain_terms)),

@@ -187,6 +187,22 @@ def test_lsd_plus_starts_from_the_lsd_sampler_saved_for_its_budget(denoiser, tmp
         assert getattr(back, field) == pytest.approx(getattr(c, field), rel=1e-6, abs=1e-9)
 
 
+def test_a_guided_sampler_learns_a_guidance_scale_per_step(denoiser):
+    from ddm.distill import Parameters
+
+    guided = SampleConfig(order="random", steps=4, guidance_scale=1.5)
+    params = Parameters(guided, Sampler.for_model(denoiser, guided), True, 12, guidance=True)
+    assert len(params.initial) == 15 and params.coefficients(params.initial).guidance == pytest.approx([1.5] * 4)
+    c = params.coefficients(params.initial + torch.linspace(-0.3, 0.3, 15, dtype=torch.float64))
+    assert len(set(c.guidance)) == 4 and min(c.guidance) > 0  # a scale per step, each its own
+    back = params.coefficients(params.theta_of(c, [0, 0.25, 0.5, 0.75, 1]))
+    assert back.guidance == pytest.approx(c.guidance, rel=1e-6)
+    # Unguided, or told to keep the constant scale: no guidance family.
+    for cfg, learn in ((SampleConfig(order="random", steps=4), True), (guided, False)):
+        params = Parameters(cfg, Sampler.for_model(denoiser, cfg), True, 12, guidance=learn)
+        assert len(params.initial) == 12 and params.coefficients(params.initial).guidance is None
+
+
 @pytest.mark.parametrize("change, message", [
     ({"block_size": 4}, "per step of one block; sample.block_size must be 0"),
     ({"count": "ancestral"}, "learned samplers need count=schedule"),
@@ -274,3 +290,16 @@ def test_the_benchmarks_selection_gives_no_more_than_one_gap_unit_of_credit_per_
     lopsided = {"error": 0.2, "frechet": 171.0}
     assert remaining_gap(lopsided, plain, teacher, metrics) == pytest.approx(-1.0 + 4.5)
     assert remaining_gap(lopsided, plain, teacher, metrics) > remaining_gap(plain, plain, teacher, metrics)
+
+
+def test_the_frontier_keeps_exactly_the_points_no_other_beats_on_both_metrics():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from distill_frontier import pareto
+
+    points = [{"a": 0.0, "b": 108.0}, {"a": 0.3, "b": 74.0}, {"a": 0.2, "b": 90.0}, {"a": 0.5, "b": 80.0},
+              {"a": 1.2, "b": 64.0}, {"a": 1.2, "b": 70.0}, {"a": 2.0, "b": 64.0}]
+    front = pareto(points, ["a", "b"])
+    assert [(p["a"], p["b"]) for p in front] == [(0.0, 108.0), (0.2, 90.0), (0.3, 74.0), (1.2, 64.0)]

@@ -235,6 +235,30 @@ def test_linear_guidance_schedule(cond_model, cache_targets, skip_blocks, skip_r
     assert constant.nfe == 12 and not torch.equal(linear.ids, constant.ids)
 
 
+def test_learned_guidance_per_step(cond_model):
+    """Per-step guidance scales (a learned coefficient) are the scales the loop uses: the linear
+    schedule's own scales give its samples, and a scale of 0 at a step runs the conditional rows."""
+    from ddm.sampling.learned import StepCoefficients
+
+    cond = some_cond()
+    plain = StepCoefficients([1.0] * 6, [0.0] * 6)
+    linear = Sampler(steps=6, guidance_scale=2.0, guidance_schedule="linear").with_coefficients(plain, "random")
+    scales = [guidance_at(2.0, "linear", i, 6) for i in range(6)]
+    learned = Sampler(steps=6, guidance_scale=2.0).with_coefficients(
+        StepCoefficients([1.0] * 6, [0.0] * 6, guidance=scales), "random")
+    a, b = (s(cond_model, cond=cond, generator=gen(4)) for s in (linear, learned))
+    assert torch.equal(a.ids, b.ids) and a.nfe == b.nfe == 11
+    constant = Sampler(steps=6, guidance_scale=2.0).with_coefficients(plain, "random")(cond_model, cond=cond,
+                                                                                      generator=gen(4))
+    assert constant.nfe == 12 and not torch.equal(constant.ids, a.ids)
+    with pytest.raises(ValueError, match="guidance scales for 6 steps"):
+        StepCoefficients([1.0] * 6, [0.0] * 6, guidance=[1.0] * 5)
+    with pytest.raises(ValueError, match="each >= 0"):
+        StepCoefficients([1.0] * 6, [0.0] * 6, guidance=[-1.0] + [1.0] * 5)
+    with pytest.raises(ValueError, match="need a guided sampler"):
+        Sampler(steps=6).with_coefficients(StepCoefficients([1.0] * 6, [0.0] * 6, guidance=scales), "random")
+
+
 def test_guidance_schedule_is_checked():
     with pytest.raises(ValueError, match="guidance_schedule"):
         Sampler(guidance_schedule="cosine")

@@ -8,7 +8,9 @@ A K-step sampler has, per step i:
   the annealed `gumbel_temperature` of the plain sampler;
 * spread_weight[i]: v_i, a second term v_i * spread in that score, the `spread` order's
   position score (in steps): how much the step prefers positions far from each other;
-* alphas (LSD+ only): the revealed fraction after each step, increasing from 0 to 1.
+* alphas (LSD+ only): the revealed fraction after each step, increasing from 0 to 1;
+* guidance (guided samplers): the classifier-free guidance scale of each step, in place of the
+  sampler's constant one (a step at 0 runs without the unconditional rows).
 
 The coefficients live in a small JSON file inside the model folder,
 `samplers/steps{K}-{key}.json`, keyed by K and by a hash of the sampler parts they were
@@ -49,6 +51,7 @@ class StepCoefficients:
     order_weight: list[float]
     spread_weight: list[float] | None = None  # None: no position term
     alphas: list[float] | None = None  # LSD+: [K + 1], 0 ... 1
+    guidance: list[float] | None = None  # per-step guidance scales; None: the sampler's own
 
     def __post_init__(self) -> None:
         k = len(self.temperature)
@@ -57,6 +60,9 @@ class StepCoefficients:
                              f"{len(self.spread_weight or [])} spread weights; expected one of each per step")
         if any(t < 0 for t in self.temperature):
             raise ValueError("learned sampler: temperatures must be >= 0")
+        if self.guidance is not None and (len(self.guidance) != k or any(w < 0 for w in self.guidance)):
+            raise ValueError(f"learned sampler: {len(self.guidance)} guidance scales for {k} steps; "
+                             "expected one per step, each >= 0")
         a = self.alphas
         if a is not None and (len(a) != k + 1 or a[0] != 0.0 or a[-1] != 1.0
                               or any(x >= y for x, y in zip(a, a[1:]))):
@@ -133,7 +139,8 @@ def save_learned(model_dir: str | os.PathLike, cfg: SampleConfig, model: torch.n
                              "coefficients": {"temperature": coefficients.temperature,
                                               "order_weight": coefficients.order_weight,
                                               "spread_weight": coefficients.spread_weight,
-                                              "alphas": coefficients.alphas},
+                                              "alphas": coefficients.alphas,
+                                              "guidance": coefficients.guidance},
                              "report": report})
     return path
 
@@ -178,7 +185,8 @@ def saved_coefficients(model_dir: str | os.PathLike, cfg: SampleConfig,
 
 def _coefficients(saved: dict) -> StepCoefficients:
     c = saved["coefficients"]
-    return StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"), c.get("alphas"))
+    return StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"), c.get("alphas"),
+                            c.get("guidance"))
 
 
 def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleConfig) -> None:

@@ -61,6 +61,7 @@ class Sampler:
     skip_refresh: int = 2  # with skip_blocks: every block runs every this many calls (1: every call, exact)
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
     step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
+    step_guidance: tuple[float, ...] = ()  # learned: one guidance scale per step of a block (replaces the schedule)
     continuous_noise: float = 0.0  # joint models: share of the vectors' noise redrawn per step (0: the ODE)
 
     def __post_init__(self) -> None:
@@ -142,6 +143,11 @@ class Sampler:
             raise ValueError(f"learned sampler: made for {coefficients.steps} steps, the sampler has {self.steps}")
         parts = {"order": LearnedOrder(base_order, coefficients.order_weight, coefficients.spread_weight),
                  "step_temperatures": tuple(coefficients.temperature)}
+        if coefficients.guidance is not None:
+            if not self.guidance_scale > 0:
+                raise ValueError("learned sampler: per-step guidance scales need a guided sampler "
+                                 "(sample.guidance_scale > 0, a model trained with condition dropout)")
+            parts["step_guidance"] = tuple(coefficients.guidance)
         if coefficients.alphas is not None:
             parts["step_schedule"] = LearnedSteps(coefficients.alphas)
         return dataclasses.replace(self, **parts)
@@ -211,7 +217,8 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
             t = sampler.process.inverse(state.visible_fraction().double()).float()
             if lag:
                 t = flow.clock(step, calls, batch, device)
-            scale = guidance_at(sampler.guidance_scale, sampler.guidance_schedule, i, steps)
+            scale = sampler.step_guidance[i] if sampler.step_guidance else \
+                guidance_at(sampler.guidance_scale, sampler.guidance_schedule, i, steps)
             logits, continuous = denoise(state.ids, t, values, scale)
             logits = apply_processors(processors, logits, state.ids)
             remask = torch.zeros_like(candidates)
