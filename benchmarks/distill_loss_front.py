@@ -60,7 +60,8 @@ def main() -> None:
     cond, fixed = task.sample_conditions(cfg.batch_size), task.sample_fixed(cfg.batch_size)
 
     seeds = cfg.validation_seeds()
-    # The forward term's held-out teacher samples, as `ddm distill` draws them (seed + 7).
+    # The forward term's held-out teacher samples, as `ddm distill` draws them (seed + 7; tasks without
+    # fixed tokens, where every position is generated).
     forward_teacher = teacher_sampler(plain, min(cfg.teacher_steps, model.config.seq_len), teacher_order)
     held_out = [teacher_samples(model, forward_teacher, cfg.batch_size, s + 7, cond, fixed, task.processors())
                 for s in seeds] if args.forward else []

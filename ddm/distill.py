@@ -303,8 +303,8 @@ class Parameters:
             alphas[-1] = 1.0
             alphas = [min(a, 1.0) for a in alphas]
         guidance = None
-        if self.guidance:  # the last family
-            log_ratio = (self.basis @ theta[-self.degree:]).clamp(math.log(1e-2), math.log(8.0))
+        if self.guidance:  # the family after the alphas' (if any)
+            log_ratio = self.per_step(theta, 4 if self.plus else 3).clamp(math.log(1e-2), math.log(8.0))
             guidance = (self.guidance * log_ratio.exp()).tolist()
         return StepCoefficients(temperature, weight, spread, alphas, guidance)
 
