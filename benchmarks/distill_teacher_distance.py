@@ -8,8 +8,9 @@ Distillation moves a student toward the many-step teacher. If the samplers that 
 bar (half the judge gap closed) got there by sampling more like the teacher, some divergence to
 the teacher's samples would rank them ahead of the plain sampler, and a loss built on it could
 find them. This measures, for the plain sampler (the config's at K steps), the sampler saved in
-the model folder (`--learned`), the front of `benchmarks/distill_frontier.py` (`--front`) and
-`--random` other points of that search, their metrics on `--samples` samples of `--seed` (drawn as
+the model folder (`--learned`), the front of `benchmarks/distill_frontier.py` (`--front`),
+`--random` other points of that search and `--near` small moves from the plain sampler (the
+search's `nearby`), their metrics on `--samples` samples of `--seed` (drawn as
 the frontier draws them, so its figures repeat) and three distances between those samples and
 the teacher's, drawn once on `--teacher-seed`:
 - pixels: the Fréchet distance of the decoded samples (the task's `decode`, flattened);
@@ -33,6 +34,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from distill_frontier import nearby  # noqa: E402
 from ddm.experiment import load_experiment  # noqa: E402
 from ddm.sampling import Sampler, sample_many  # noqa: E402
 from ddm.sampling.learned import StepCoefficients, saved_coefficients  # noqa: E402
@@ -70,6 +72,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=777, help="the students' seed (and the teacher's floor draw)")
     p.add_argument("--teacher-seed", type=int, default=900, help="the teacher samples the distances are to")
     p.add_argument("--random", type=int, default=26, help="other points of the saved search, drawn at random")
+    p.add_argument("--near", type=int, default=0, help="small random moves from the plain sampler")
     p.add_argument("--learned", action="store_true", help="also the sampler saved for this budget")
     p.add_argument("--out", default="", help="write the rows as JSON here")
     args = p.parse_args()
@@ -99,6 +102,12 @@ def main() -> None:
     picks = random.Random(0).sample(range(len(saved["points"])), min(args.random, len(saved["points"])))
     samplers += [(f"point {i}", plain.with_coefficients(StepCoefficients(**saved["points"][i]["coefficients"]),
                                                         "random")) for i in picks]
+
+    k, scale = args.steps, plain.guidance_scale
+    at_plain = StepCoefficients([1.0] * k, [0.0] * k, None, [i / k for i in range(k + 1)],
+                                [scale] * k if scale > 0 else None)
+    rng = random.Random(1)
+    samplers += [(f"near {i}", plain.with_coefficients(nearby(rng, at_plain), "random")) for i in range(args.near)]
 
     print(f"teacher samples: {n} on seed {args.teacher_seed}, {min(128, model.config.seq_len)} steps", flush=True)
     reference = draw(teacher, args.teacher_seed)
