@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/motion_tokenizer.py tokenizer.foot_weight=0  # any override
 
 Fits `--config` (default configs/tokenizers/motion_gen.yaml, with the overrides) into `--out`,
-then prints its held-out errors (`MotionTokenizer.evaluate`) and, for the real motion and its
-reconstruction, the foot skating of the training windows and of the held-out parts, and the depth
+then prints its held-out errors (`MotionTokenizer.evaluate`), the error of the reconstructed feet's
+velocities, and, for the real motion and its reconstruction, the foot skating of the training windows and of the held-out parts, and the depth
 of the training windows below the floor (`tasks.motion.metrics`). The figures in the config's
 header come from this script, one thread each, two runs at a time.
 """
@@ -22,8 +22,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddm.experiment import load_experiment  # noqa: E402
+from tasks.motion.kin import body_points  # noqa: E402
 from tasks.motion.metrics import foot_skating, ground_penetration  # noqa: E402
 from tokenizers_vq.task import fit_tokenizer  # noqa: E402
+
+
+def foot_velocity_error(x: torch.Tensor, x_hat: torch.Tensor, fps: float) -> float:
+    """The mean distance (cm/s) between the reconstructed feet's velocities and the real ones: lower
+    skating with a higher error is damped foot speed, not a better decoder."""
+    _, feet = body_points(x)
+    _, feet_hat = body_points(x_hat)
+    return float((feet_hat.diff(dim=1) - feet.diff(dim=1)).norm(dim=-1).mean() * fps * 100)
 
 
 def skating(motions: list[torch.Tensor], fps: float) -> float:
@@ -52,6 +61,9 @@ def main() -> None:
     parts_hat = [tok.reconstruct_sequence(part)[0] for part in parts]
     print(f"held-out: rotation {held['rotation_error_deg']:.1f} deg, root rotation "
           f"{held['root_rotation_error_deg']:.1f} deg, joints {held['joint_position_error_cm']:.1f} cm")
+    held_velocity = sum(foot_velocity_error(a[None], b[None], fps) * len(a) for a, b in zip(parts, parts_hat))
+    print(f"feet's velocity error: training windows {foot_velocity_error(x, x_hat, fps):.1f} cm/s, held-out parts "
+          f"{held_velocity / sum(len(a) for a in parts):.1f} cm/s")
     print(f"{'':<18}{'skating, training windows':>28}{'skating, held-out parts':>26}{'depth, training':>18}")
     for name, windows, held_parts in (("real", x, parts), ("reconstructions", x_hat, parts_hat)):
         print(f"{name:<18}{foot_skating(windows, fps)['skating_cm_s']:>23.1f} cm/s"

@@ -258,3 +258,24 @@ def test_bad_foot_weight_and_upsampling_are_named():
     linear = MotionTokenizer(MotionTokenizerConfig(channels=16, latent_dim=8, downsample=4, blocks=1, upsample="linear",
                                                    quantizer=QuantizerConfig(kind="rvq", codebook_size=16))).eval()
     assert tuple(linear.decode(linear.encode(torch.zeros(2, 8, FEATURE_DIM))).shape) == (2, 8, FEATURE_DIM)
+
+
+def test_the_velocity_term_charges_jitter_that_the_feature_error_barely_sees():
+    def with_velocity(weight: float) -> MotionTokenizer:
+        return MotionTokenizer(MotionTokenizerConfig(
+            channels=16, latent_dim=8, downsample=4, blocks=1, velocity_weight=weight,
+            quantizer=QuantizerConfig(kind="rvq", codebook_size=16, num_quantizers=2)))
+
+    plain, weighted = with_velocity(0.0), with_velocity(2.0)
+    x = torch.randn(2, 8, FEATURE_DIM)
+    # a constant offset has no velocity error; an alternating one of the same size has a large one
+    offset = torch.full((1, 1, FEATURE_DIM), 0.1) * plain.feature_std
+    shifted = x + offset
+    jittered = x + offset * torch.tensor([1.0, -1.0] * 4)[None, :, None]
+    assert float(plain.reconstruction_loss(x, shifted)) == pytest.approx(float(plain.reconstruction_loss(x, jittered)))
+    assert float(weighted.reconstruction_loss(x, shifted)) == pytest.approx(float(plain.reconstruction_loss(x, shifted)))
+    # each frame-to-frame change is off by 0.2 standard units: 0.04 squared, at weight 2
+    assert float(weighted.reconstruction_loss(x, jittered)) == pytest.approx(
+        float(plain.reconstruction_loss(x, jittered)) + 2.0 * 0.04, rel=1e-4)
+    with pytest.raises(ConfigError, match="tokenizer.velocity_weight"):
+        MotionTokenizerConfig(velocity_weight=-1.0)

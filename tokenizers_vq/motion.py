@@ -47,6 +47,9 @@ class MotionTokenizerConfig:
     # ... and of the planted feet's height error only: frames where the real foot is within
     # CONTACT_CM of the floor (the motion task's contact rule), so swing feet stay free
     foot_contact: float = 0.0
+    # Weight of the error of every feature's frame-to-frame change (standardized units, as T2M-GPT's
+    # velocity loss): upsampling a token to several frames leaves jitter that the feature error barely sees.
+    velocity_weight: float = 0.0
     upsample: str = "nearest"  # the decoder's upsampling between resolutions: nearest or linear
     # a fixed grid per group of 4 latent dims (configs/tokenizers/motion.yaml says why not learned codebooks)
     quantizer: QuantizerConfig = field(
@@ -59,6 +62,8 @@ class MotionTokenizerConfig:
             raise ConfigError(f"tokenizer.foot_weight: expected >= 0, got {self.foot_weight}")
         if not self.foot_height >= 0:
             raise ConfigError(f"tokenizer.foot_height: expected >= 0, got {self.foot_height}")
+        if not self.velocity_weight >= 0:
+            raise ConfigError(f"tokenizer.velocity_weight: expected >= 0, got {self.velocity_weight}")
         if not self.foot_contact >= 0:
             raise ConfigError(f"tokenizer.foot_contact: expected >= 0, got {self.foot_contact}")
         if self.upsample not in ("nearest", "linear"):
@@ -141,6 +146,8 @@ class MotionTokenizer(LearnedTokenizer):
 
     def reconstruction_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         loss = (((x_hat - x) / self.feature_std) ** 2).mean()  # in standardized units
+        if self.config.velocity_weight > 0:
+            loss = loss + self.config.velocity_weight * (((x_hat - x).diff(dim=1) / self.feature_std) ** 2).mean()
         if self.config.foot_weight > 0:
             loss = loss + self.config.foot_weight * foot_error(x, x_hat, self.config.foot_height,
                                                                self.config.foot_contact)
