@@ -18,7 +18,9 @@ the teacher's, drawn once on `--teacher-seed`:
   condition (its last hidden states, before the output norm, mean and std over positions);
 - marginals: the total variation between the token frequencies at each position, averaged.
 The teacher's own samples on `--seed` give each distance's floor (two draws of one sampler).
-Spearman correlations across the samplers close the table.
+Spearman correlations across the samplers close the table. `--out X.json` writes the rows and a
+picture X.png (the judge's Fréchet against the pixel distance); `--replot X.json [Y.json ...]`
+redraws the picture of saved rows (several files: one picture, named after the first).
 """
 
 from __future__ import annotations
@@ -63,10 +65,42 @@ def marginals(ids: torch.Tensor, vocab: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(ids, vocab).double().mean(0)  # [N, V]
 
 
+def picture(rows: list[dict], bar: dict, out: Path) -> None:
+    """The judge's Fréchet against the pixel distance to the teacher, one marker per kind of sampler."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    kinds = {"front": ("search: front", "s"), "point": ("search: other points", "."), "near": ("small moves from plain", "x"),
+             "saved": ("learned (saved)", "D"), "plain": ("plain (config)", "o"), "teacher": ("teacher (floor)", "*")}
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for prefix, (label, marker) in kinds.items():
+        group = [r for r in rows if r["name"].startswith(prefix)]
+        if group:
+            ax.plot([r["pixels"] for r in group], [r["frechet"] for r in group], marker, ls="none",
+                    ms=12 if marker == "*" else 7, alpha=0.8, label=label)
+    ax.axhline(bar["frechet"], color="green", lw=1, ls="--", label="issue 14's bar (Fréchet)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Fréchet distance of decoded pixels to the teacher's samples")
+    ax.set_ylabel("Fréchet proxy in the judge's features (to data)")
+    ax.set_title("K-step samplers and the teacher")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
-    p.add_argument("--front", required=True, help="a JSON written by benchmarks/distill_frontier.py")
+    p.add_argument("--replot", nargs="+", default=[], help="redraw the picture of these saved rows and stop")
+    p.add_argument("--config", default="")
+    p.add_argument("--front", default="", help="a JSON written by benchmarks/distill_frontier.py")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=777, help="the students' seed (and the teacher's floor draw)")
@@ -76,6 +110,14 @@ def main() -> None:
     p.add_argument("--learned", action="store_true", help="also the sampler saved for this budget")
     p.add_argument("--out", default="", help="write the rows as JSON here")
     args = p.parse_args()
+    if args.replot:
+        saved = [json.loads(Path(f).read_text()) for f in args.replot]
+        rows = [r for i, x in enumerate(saved) for r in x["rows"] if i == 0 or r["name"].startswith("near")]
+        out = Path(args.replot[0]).with_suffix(".png")
+        picture(rows, saved[0]["bar"], out)
+        raise SystemExit(f"wrote {out}")
+    if not (args.config and args.front):
+        p.error("--config and --front are needed (or --replot)")
     from tqdm.auto import tqdm
 
     saved = json.loads(Path(args.front).read_text())
@@ -144,7 +186,8 @@ def main() -> None:
         print(f"  {d:>10}: with the Fréchet proxy {rho_f:+.3f}, with judge error {rho_e:+.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"bar": bar, "rows": rows}, indent=1))
-        print(f"rows written to {args.out}")
+        picture(rows, bar, Path(args.out).with_suffix(".png"))
+        print(f"rows written to {args.out}, the picture to {Path(args.out).with_suffix('.png')}")
 
 
 if __name__ == "__main__":
