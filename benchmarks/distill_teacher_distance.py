@@ -138,7 +138,8 @@ def main() -> None:
     if args.learned:
         learned = saved_coefficients(task.model_dir(), task.sample_config(steps=args.steps), model)
         if learned is not None:
-            samplers.append(("saved (learned)", plain.with_coefficients(learned, "random")))
+            samplers.append(("saved (learned)", plain.with_coefficients(learned, task.sample_config().order)))
+    # the search's points with its base order, as it measured them
     samplers += [(f"front {i}", plain.with_coefficients(StepCoefficients(**q["coefficients"]), "random"))
                  for i, q in enumerate(saved["front"])]
     picks = random.Random(0).sample(range(len(saved["points"])), min(args.random, len(saved["points"])))
