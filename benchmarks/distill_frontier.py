@@ -47,12 +47,16 @@ from ddm.sampling.learned import StepCoefficients  # noqa: E402
 from ddm.task import build_task  # noqa: E402
 
 
-def measure(task, model, sampler: Sampler, n: int, seed: int, metrics: list[str], cond=None, fixed=None) -> dict:
-    """The metrics of n samples, drawn as ddm.task's generate does: batches of 500, one generator
+def draw(task, model, sampler: Sampler, n: int, seed: int, cond=None, fixed=None) -> torch.Tensor:
+    """The ids of n samples, drawn as ddm.task's generate does: batches of 500, one generator
     seeded with `seed` (so the plain row repeats `benchmarks/distill.py`'s digit for digit)."""
-    result = sample_many(model, n, min(n, 500), sampler=sampler, cond=cond, fixed=fixed,
-                         generator=torch.Generator().manual_seed(seed), processors=task.processors())
-    scores = task.sample_metrics(result.ids, cond)
+    return sample_many(model, n, min(n, 500), sampler=sampler, cond=cond, fixed=fixed,
+                       generator=torch.Generator().manual_seed(seed), processors=task.processors()).ids
+
+
+def measure(task, model, sampler: Sampler, n: int, seed: int, metrics: list[str], cond=None, fixed=None) -> dict:
+    """The metrics of n samples drawn by `draw`."""
+    scores = task.sample_metrics(draw(task, model, sampler, n, seed, cond, fixed), cond)
     return {m: scores[m] for m in metrics}
 
 

@@ -36,9 +36,9 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill_frontier import nearby  # noqa: E402
+from distill_frontier import draw, nearby  # noqa: E402
 from ddm.experiment import load_experiment  # noqa: E402
-from ddm.sampling import Sampler, sample_many  # noqa: E402
+from ddm.sampling import Sampler  # noqa: E402
 from ddm.sampling.learned import StepCoefficients, saved_coefficients  # noqa: E402
 from ddm.task import build_task  # noqa: E402
 from tasks.image.metrics import frechet_distance  # noqa: E402
@@ -128,10 +128,6 @@ def main() -> None:
     n, vocab = args.samples, model.config.vocab_size
     cond = task.sample_conditions(n)
 
-    def draw(sampler: Sampler, seed: int) -> torch.Tensor:
-        return sample_many(model, n, min(n, 500), sampler=sampler, cond=cond,
-                           generator=torch.Generator().manual_seed(seed), processors=task.processors()).ids
-
     plain = Sampler.for_model(model, task.sample_config(steps=args.steps))
     teacher = Sampler.for_model(model, task.sample_config(steps=min(128, model.config.seq_len)))
     samplers = [("teacher (floor)", teacher), ("plain (config)", plain)]
@@ -153,13 +149,13 @@ def main() -> None:
     samplers += [(f"near {i}", plain.with_coefficients(nearby(rng, at_plain), "random")) for i in range(args.near)]
 
     print(f"teacher samples: {n} on seed {args.teacher_seed}, {min(128, model.config.seq_len)} steps", flush=True)
-    reference = draw(teacher, args.teacher_seed)
+    reference = draw(task, model, teacher, n, args.teacher_seed, cond)
     ref_pixels = task.decode(reference).flatten(1).double()
     ref_features = denoiser_features(model, reference, cond)
     ref_marginals = marginals(reference, vocab)
     rows = []
     for name, sampler in tqdm(samplers, desc="samplers"):
-        ids = draw(sampler, args.seed)
+        ids = draw(task, model, sampler, n, args.seed, cond)
         scores = task.sample_metrics(ids, cond)
         rows.append({"name": name, "judge_error": scores["judge_error"], "frechet": scores["frechet"],
                      "pixels": frechet_distance(task.decode(ids).flatten(1).double(), ref_pixels),

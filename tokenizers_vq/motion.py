@@ -58,14 +58,9 @@ class MotionTokenizerConfig:
     def __post_init__(self) -> None:
         if self.downsample & (self.downsample - 1):
             raise ConfigError(f"tokenizer.downsample: expected a power of two, got {self.downsample}")
-        if not self.foot_weight >= 0:
-            raise ConfigError(f"tokenizer.foot_weight: expected >= 0, got {self.foot_weight}")
-        if not self.foot_height >= 0:
-            raise ConfigError(f"tokenizer.foot_height: expected >= 0, got {self.foot_height}")
-        if not self.velocity_weight >= 0:
-            raise ConfigError(f"tokenizer.velocity_weight: expected >= 0, got {self.velocity_weight}")
-        if not self.foot_contact >= 0:
-            raise ConfigError(f"tokenizer.foot_contact: expected >= 0, got {self.foot_contact}")
+        for name in ("foot_weight", "foot_height", "foot_contact", "velocity_weight"):  # the loss's weights
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"tokenizer.{name}: expected >= 0, got {getattr(self, name)}")
         if self.upsample not in ("nearest", "linear"):
             raise ConfigError(f"tokenizer.upsample: expected 'nearest' or 'linear', got {self.upsample!r}")
 
