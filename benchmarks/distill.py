@@ -13,10 +13,11 @@ For each step budget K, on the task's trained model (run_dir/model) and its `sam
   spread), each with its defaults, chosen on held-out seeds;
 * grid: the best of temperature x order (random; confidence with Gumbel 2 or 4; spread with
   Gumbel 0 or 1) x count schedule (linear, cosine) (x guidance scale: half, once and 1.5 times the
-  config's, for a guided sampler) at K steps, chosen on held-out seeds (its own samples) by the
-  summed remaining gap of the metrics (see `remaining_gap`);
+  config's, for a guided sampler) (x the mixing weights of --mixing, if given) at K steps, chosen
+  on held-out seeds (its own samples) by the summed remaining gap of the metrics (see `remaining_gap`);
 * LSD / LSD+: `ddm distill` at K (the loss never sees the task's metrics), then measured; LSD
   starts afresh (the budget's saved sampler is removed first), LSD+ also from LSD's result.
+  With --mixing, LSD and LSD+ learn a mixing weight per step too (`ddm distill --mixing`).
   With several --forward-weight values, each weight is distilled and the one with the least
   remaining gap on the held-out seeds is reported (per method), as the grid's point is; the
   model folder keeps the chosen LSD+ sampler;
@@ -88,7 +89,8 @@ def distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher) ->
         for name, plus in (("LSD", False), ("LSD+", True)):
             start = time.perf_counter()
             report = task.distill(k, plus=plus, teacher_steps=teacher_steps, max_seconds=args.distill_seconds,
-                                  teacher_order=args.teacher_order, forward_weight=weight)
+                                  teacher_order=args.teacher_order, forward_weight=weight,
+                                  learn_mixing=bool(args.mixing))
             seconds = time.perf_counter() - start
             val = measure(task, model, args.test_seed + 1, args.grid_samples, steps=k, learned=True)
             m = measure(task, model, args.test_seed, args.samples, steps=k, learned=True)
@@ -103,13 +105,13 @@ def distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher) ->
     return {name: m for name, (_, m, _) in chosen.items()}
 
 
-def grid_points(guidance: float):
+def grid_points(guidance: float, mixing: list[float] | None = None):
     """The grid; for a guided sampler (`guidance` > 0), also at half and 1.5 times its scale, since
-    the learned samplers choose a scale per step."""
+    the learned samplers choose a scale per step; with `mixing`, at each of those mixing weights."""
     scales = [guidance / 2, guidance, 1.5 * guidance] if guidance > 0 else [guidance]
-    for t, (order, gumbel), schedule, w in itertools.product(*GRID.values(), scales):
+    for t, (order, gumbel), schedule, w, m in itertools.product(*GRID.values(), scales, mixing or [None]):
         yield {"temperature": t, "order": order, "gumbel_temperature": gumbel, "count_schedule": schedule,
-               "guidance_scale": w}
+               "guidance_scale": w, **({} if m is None else {"mixing": m})}
 
 
 def main() -> None:
@@ -128,6 +130,8 @@ def main() -> None:
     p.add_argument("--forward-weight", type=float, nargs="+", default=[0.0],
                    help="the distillation loss's forward term weight (ddm distill --forward-weight); several: "
                         "the one chosen on held-out seeds")
+    p.add_argument("--mixing", type=float, nargs="+", default=None,
+                   help="mixing weights for the grid (e.g. 0 0.25 0.5); LSD and LSD+ then learn one per step too")
     p.add_argument("--out", default="benchmarks/results/distill.png")
     p.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. the sampler's")
     args = p.parse_args()
@@ -146,7 +150,7 @@ def main() -> None:
         val_teacher = measure(task, model, args.test_seed + 1, args.grid_samples, steps=teacher_steps)
         print(f"K={k} held-out seed: the config's sampler " + ", ".join(f"{x} {val_plain[x]:.4f}" for x in args.metrics)
               + "; the teacher " + ", ".join(f"{x} {val_teacher[x]:.4f}" for x in args.metrics), flush=True)
-        for name, points in (("plain", PLAIN), ("grid", list(grid_points(task.config.sample.guidance_scale)))):
+        for name, points in (("plain", PLAIN), ("grid", list(grid_points(task.config.sample.guidance_scale, args.mixing)))):
             rows[name].append((k, best_on_validation(task, model, args, k, name, points, val_plain, val_teacher)))
         for name, m in distill_rows(task, model, args, k, teacher_steps, val_plain, val_teacher).items():
             rows[name].append((k, m))

@@ -9,6 +9,9 @@ weight on the entropy score (0 for half the points, else uniform in [-3, 3]), a 
 revealed fraction after each step (linear for a third of the points, else sorted uniforms).
 The search starts from the plain spread order and the grid's spread points (temperature 0.85
 and 0.7 at every step), then makes small moves (`nearby`) from points of the front so far.
+`--mixing` adds a mixing weight per step (`sample.mixing`, none for a third of the points, one
+uniform in [-0.5, 1.5] for every step for a third, one per step for the rest) and starts from
+temperatures 1 and 0.85 with the grid's mixing weights 0.25 and 0.5.
 Every point is measured on the test seed and samples of `benchmarks/distill.py` (the same
 batches, so its plain row comes out here digit for digit), and the front is chosen on those
 very samples: an optimistic front. The bar is half the gap between the best plain sampler (the
@@ -60,7 +63,8 @@ def measure(task, model, sampler: Sampler, n: int, seed: int, metrics: list[str]
     return {m: scores[m] for m in metrics}
 
 
-def random_point(rng: random.Random, k: int, exact_spread: float, guidance: bool = False) -> StepCoefficients:
+def random_point(rng: random.Random, k: int, exact_spread: float, guidance: bool = False,
+                 mixing: bool = False) -> StepCoefficients:
     temperature = [math.exp(rng.uniform(math.log(0.5), math.log(1.25))) for _ in range(k)]
     order = [0.0] * k if rng.random() < 0.5 else [rng.uniform(-3, 3) for _ in range(k)]
     spread = [exact_spread] * k if rng.random() < 0.5 else [rng.uniform(-1, 1) * exact_spread for _ in range(k)]
@@ -68,12 +72,18 @@ def random_point(rng: random.Random, k: int, exact_spread: float, guidance: bool
     if rng.random() > 1 / 3:
         alphas = [0.0] + sorted(rng.uniform(0.02, 0.98) for _ in range(k - 1)) + [1.0]
     scales = [rng.uniform(0.0, 2.5) for _ in range(k)] if guidance and rng.random() > 1 / 3 else None
-    return StepCoefficients(temperature, order, spread, alphas, scales)
+    weights = None
+    if mixing:  # a third without, a third one weight for every step, a third one per step
+        kind = rng.random()
+        weights = [0.0] * k if kind < 1 / 3 else [rng.uniform(-0.5, 1.5)] * k if kind < 2 / 3 else \
+            [rng.uniform(-0.5, 1.5) for _ in range(k)]
+    return StepCoefficients(temperature, order, spread, alphas, scales, weights)
 
 
 def nearby(rng: random.Random, c: StepCoefficients) -> StepCoefficients:
     """A small random move from c: temperatures by about 10%, order weights by 0.3, the revealed
-    fractions by 0.03 (kept increasing), guidance scales by 0.2, the spread weights kept."""
+    fractions by 0.03 (kept increasing), guidance scales by 0.2, mixing weights by 0.1, the spread
+    weights kept."""
     temperature = [t * math.exp(rng.gauss(0, 0.1)) for t in c.temperature]
     order = [w + rng.gauss(0, 0.3) for w in c.order_weight]
     alphas = c.alphas
@@ -83,7 +93,8 @@ def nearby(rng: random.Random, c: StepCoefficients) -> StepCoefficients:
             alphas = [0.0] + inner + [1.0]
     scales = None if c.guidance is None else [max(w + rng.gauss(0, 0.2), 0.0) for w in c.guidance]
     spread = None if c.spread_weight is None else list(c.spread_weight)
-    return StepCoefficients(temperature, order, spread, alphas, scales)
+    mixing = None if c.mixing is None else [max(w + rng.gauss(0, 0.1), -0.9) for w in c.mixing]
+    return StepCoefficients(temperature, order, spread, alphas, scales, mixing)
 
 
 def pareto(points: list[dict], metrics: list[str]) -> list[dict]:
@@ -110,6 +121,7 @@ def main() -> None:
     p.add_argument("--plain", choices=["spread", "config"], default="spread",
                    help="the plain sampler: the spread order, or the config's own sampler at K steps")
     p.add_argument("--guidance", action="store_true", help="search a guidance scale per step too")
+    p.add_argument("--mixing", action="store_true", help="search a mixing weight per step too")
     p.add_argument("--validate-seed", type=int, default=None, help="measure the front again on this seed")
     p.add_argument("--out", default="benchmarks/results/distill_frontier.png")
     args = p.parse_args()
@@ -138,6 +150,9 @@ def main() -> None:
     linear = [i / k for i in range(k + 1)]
     # Also from the plain spread order and the grid's spread points (one temperature for all steps).
     starts = [StepCoefficients([t] * k, [0.0] * k, [exact] * k, linear) for t in (1.0, 0.85, 0.7)]
+    if args.mixing:  # and with the grid's mixing weights
+        starts += [StepCoefficients([t] * k, [0.0] * k, [exact] * k, linear, None, [w] * k)
+                   for t in (1.0, 0.85) for w in (0.25, 0.5)]
     if args.plain == "config":  # the config's sampler itself, and the grid's point (0.85, cosine count)
         cosine = Sampler.from_config(task.sample_config(steps=k, count_schedule="cosine"),
                                      model.diffusion).step_schedule.alphas(k)
@@ -148,7 +163,7 @@ def main() -> None:
     def add(c: StepCoefficients) -> None:
         points.append({**measured(base.with_coefficients(c, "random")), "coefficients": c.__dict__})
 
-    for c in tqdm(starts + [random_point(rng, k, exact, args.guidance) for _ in range(args.points)],
+    for c in tqdm(starts + [random_point(rng, k, exact, args.guidance, args.mixing) for _ in range(args.points)],
                   desc=f"K={k}: random coefficients"):
         add(c)
     for _ in tqdm(range(args.refine), desc=f"K={k}: moves from the front"):

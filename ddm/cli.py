@@ -76,7 +76,7 @@ def cmd_distill(args) -> int:
     result = _task(args).distill(args.steps, args.plus, args.teacher_steps, args.model,
                                  iterations=args.iterations, batch_size=args.batch_size,
                                  teacher_order=args.teacher_order, forward_weight=args.forward_weight,
-                                 learn_guidance=not args.fixed_guidance)
+                                 learn_guidance=not args.fixed_guidance, learn_mixing=args.mixing)
     for k, v in result.items():
         print(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
     return 0
@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "the reverse bound alone; 1: Jeffreys); see ddm.distill")
     distill.add_argument("--fixed-guidance", action="store_true",
                          help="keep a guided sampler's constant guidance scale (default: learn one per step)")
+    distill.add_argument("--mixing", action="store_true",
+                         help="learn a mixing weight per step too (sample.mixing per step; see ddm.sampling.filters)")
     distill.add_argument("--iterations", type=int, default=200, help="SPSA iterations (default 200; stops at 8 min)")
     distill.add_argument("--batch-size", type=int, default=64, help="student samples per loss (default 64)")
     bench = verb("bench", cmd_bench, "Decoding modes of a trained model side by side in one run: the task's own "

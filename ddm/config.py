@@ -240,6 +240,9 @@ class SampleConfig:
     steps: int = positive(64)  # step budget per sample (split over blocks); see `count` for clamping
     order: str = registered("ddm.sampling.orders:ORDERS", "random")  # which masked tokens go first
     temperature: float = bounded(1.0, 0.0)  # 0: greedy tokens
+    # each step's log-probabilities moved by mixing x (their change since the step before): > 0 goes
+    # further along it (guidance by the tokens revealed since), -1 < mixing < 0 back toward the earlier one
+    mixing: float = bounded(0.0, -1.0)
     num_samples: int = positive(1000)
     batch_size: int = positive(250)
     seed: int = 0

@@ -3,7 +3,9 @@
 The model's weights never change. A K-step student is the one sampling loop with learned
 per-step coefficients (`ddm.sampling.learned`): a temperature, an order weight and a spread
 weight per step (LSD), and the revealed fraction after each step (LSD+); a guided sampler also
-learns its guidance scale per step (`learn_guidance`, on by default).
+learns its guidance scale per step (`learn_guidance`, on by default), and with `learn_mixing`
+(`ddm distill --mixing`) each step learns how far to move its prediction along the change since
+the step before (`ddm.sampling.filters.mix_previous`).
 
 Teacher. The same model decoding one token per step (or `teacher_steps` groups, whichever
 is more steps), by default (`teacher_order=auto`) in a uniformly random order: MDLM's exact
@@ -54,7 +56,7 @@ student's step boundaries are the student's states, and the loss is the path KL 
 student step against the teacher's sub-steps. It is a KL to a teacher that moves with the
 student's order, so it bounds no distance to one fixed sampler.
 
-Gradients. None pass through the discrete steps: the coefficients (15 numbers at most) are
+Gradients. None pass through the discrete steps: the coefficients (18 numbers at most) are
 fitted by SPSA (simultaneous perturbation: the loss at theta + c*delta and theta - c*delta
 on the same noise, i.e. the same generator seed for both students, gives a gradient
 estimate) with Adam, from the best (on held-out seeds) of up to three starts: the plain
@@ -92,6 +94,7 @@ class DistillConfig:
     teacher_order: str = "auto"  # random: a fixed teacher; student: in the student's order; auto: see the doc
     forward_weight: float = 0.0  # weight of the forward term (the student's likelihood of teacher samples)
     learn_guidance: bool = True  # guided samplers: learn a guidance scale per step too (False: keep the constant)
+    learn_mixing: bool = False  # learn a mixing weight per step too (`filters.mix_previous`)
     teacher_batches: int = 8  # batches of teacher samples the forward term cycles through
     batch_size: int = 64  # student samples per loss evaluation
     iterations: int = 200
@@ -186,7 +189,7 @@ def teacher_sampler(plain: Sampler, teacher_steps: int, teacher_order: str) -> S
     if teacher_order == "student":
         return replace(plain, steps=teacher_steps)
     return replace(plain, steps=teacher_steps, order=Order("random"), step_schedule=LinearSteps(),
-                   remasking=Remasking(), temperature=1.0, top_k=0, top_p=1.0, step_temperatures=(),
+                   remasking=Remasking(), temperature=1.0, mixing=0.0, top_k=0, top_p=1.0, step_temperatures=(), step_mixing=(),
                    step_guidance=())
 
 
@@ -229,8 +232,9 @@ class Parameters:
     """Each per-step family is a quadratic in the step's progress u_i = i / (K - 1): 3 numbers per
     family however large K is, so that SPSA's noisy gradient has few directions to find:
     log temperature, order weight, asinh of the spread weight, (LSD+) the log of each step's
-    share of the tokens, and (guided samplers, `learn_guidance`) the log of each step's guidance
-    scale over the sampler's own.
+    share of the tokens, (guided samplers, `learn_guidance`) the log of each step's guidance
+    scale over the sampler's own, and (`learn_mixing`) each step's mixing weight, starting from
+    the sampler's own (the first step's has no earlier prediction to mix with, and does nothing).
 
     The spread weight is learned through asinh because its useful range spans orders of
     magnitude: near 0 it is linear (either sign is a dilated order, the reverse of bit reversal
@@ -241,9 +245,12 @@ class Parameters:
     degree = 3
     EXACT_SPREAD = 12.0  # neighbouring ranks this far apart swap with probability 1 / (1 + e^12)
 
-    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool, positions: int, guidance: bool = False):
+    MIXING = (-0.9, 3.0)  # the mixing weights' range
+
+    def __init__(self, cfg: SampleConfig, plain: Sampler, plus: bool, positions: int, guidance: bool = False,
+                 mixing: bool = False):
         k = cfg.steps
-        self.k, self.plus = k, plus
+        self.k, self.plus, self.mixing, self.plain_mixing = k, plus, mixing, plain.mixing
         self.guidance = plain.guidance_scale if guidance and plain.guidance_scale > 0 else 0.0
         self.exact_spread = self.EXACT_SPREAD * positions / k
         u = torch.linspace(0, 1, k, dtype=torch.float64) if k > 1 else torch.zeros(1, dtype=torch.float64)
@@ -260,6 +267,8 @@ class Parameters:
             families.append(self.fit((alphas[1:] - alphas[:-1]).clamp_min(1e-3).log()))
         if self.guidance:
             families.append(torch.zeros(self.degree, dtype=torch.float64))  # the sampler's own scale
+        if mixing:
+            families.append(self.fit(torch.full((k,), self.plain_mixing, dtype=torch.float64)))
         self.initial = torch.cat(families)
 
     def starts(self) -> list[Tensor]:
@@ -283,6 +292,8 @@ class Parameters:
         if self.guidance:
             scales = f64(c.guidance or [self.guidance] * self.k)
             families.append(self.fit((scales / self.guidance).clamp_min(1e-2).log()))
+        if self.mixing:
+            families.append(self.fit(f64(c.mixing or [self.plain_mixing] * self.k)))
         return torch.cat(families)
 
     def fit(self, values: Tensor) -> Tensor:
@@ -302,11 +313,15 @@ class Parameters:
             alphas = [0.0] + share.cumsum(0).tolist()
             alphas[-1] = 1.0
             alphas = [min(a, 1.0) for a in alphas]
-        guidance = None
-        if self.guidance:  # the family after the alphas' (if any)
-            log_ratio = self.per_step(theta, 4 if self.plus else 3).clamp(math.log(1e-2), math.log(8.0))
+        guidance = mixing = None
+        family = 3 + self.plus  # the next family: after the alphas' (if any)
+        if self.guidance:
+            log_ratio = self.per_step(theta, family).clamp(math.log(1e-2), math.log(8.0))
             guidance = (self.guidance * log_ratio.exp()).tolist()
-        return StepCoefficients(temperature, weight, spread, alphas, guidance)
+            family += 1
+        if self.mixing:
+            mixing = self.per_step(theta, family).clamp(*self.MIXING).tolist()
+        return StepCoefficients(temperature, weight, spread, alphas, guidance, mixing)
 
 
 # --------------------------------------------------------------------------- SPSA
@@ -334,7 +349,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
     if cfg.steps >= min(cfg.teacher_steps, tokens):
         raise ValueError(f"steps: {cfg.steps} is not fewer than the teacher's {min(cfg.teacher_steps, tokens)} steps "
                          f"(teacher_steps={cfg.teacher_steps}, at most one token per step over {tokens} tokens)")
-    params = Parameters(sample_cfg, plain, cfg.plus, model.config.seq_len, cfg.learn_guidance)
+    params = Parameters(sample_cfg, plain, cfg.plus, model.config.seq_len, cfg.learn_guidance, cfg.learn_mixing)
     teacher_order = cfg.resolved_teacher_order(sample_cfg.order)
     model.eval()
 
@@ -406,7 +421,7 @@ def distill(model, sample_cfg: SampleConfig, cfg: DistillConfig, cond_fn=None, f
             break
     coefficients = params.coefficients(best[1])
     report = {"method": "lsd+" if cfg.plus else "lsd", "teacher_steps": cfg.teacher_steps,
-              "learn_guidance": bool(params.guidance),
+              "learn_guidance": bool(params.guidance), "learn_mixing": cfg.learn_mixing,
               "teacher_order": teacher_order, "forward_weight": cfg.forward_weight,
               "plain_loss": total(plain_terms), "initial_loss": total(initial_terms), "learned_loss": total(best[0]),
               "plain_terms": dict(zip(("reverse", "forward"), plain_terms)),

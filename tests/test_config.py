@@ -27,6 +27,7 @@ def test_yaml_with_dotted_overrides():
     (["bogus=1"], "bogus: unknown config key"),
     (["model.heads=3"], "model.d_model: 128 is not divisible by model.heads=3"),
     (["diffusion.cond_dropout=1.5"], "diffusion.cond_dropout: 1.5 is out of range; expected <= 1.0"),
+    (["sample.mixing=-2"], "sample.mixing: -2.0 is out of range; expected >= -1.0"),
 ])
 def test_bad_config_names_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -3,6 +3,7 @@ checked and used by the one loop, and every bad input is refused by name."""
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from ddm.config import DiffusionConfig, SampleConfig
 from ddm.distill import (DistillConfig, distill, distill_loss, forward_loss, teacher_log_prob, teacher_sampler,
                          teacher_samples)
 from ddm.sampling import Sampler
+from ddm.sampling.filters import mix_previous
 from ddm.sampling.learned import StepCoefficients, save_learned
 from ddm.sampling.orders import spread_ranks
 
@@ -127,6 +129,27 @@ def test_spread_weight_reveals_far_apart_positions_first(denoiser):
     assert (result.trace.revealed[0].nonzero()[:, 1].view(8, 3) == torch.tensor(sorted(first))).all()
 
 
+def test_the_mixing_weight_moves_a_step_along_its_change_of_prediction(denoiser):
+    logp = torch.log_softmax(torch.randn(5, 7, dtype=torch.float64), -1)
+    before = torch.log_softmax(torch.randn(5, 7, dtype=torch.float64), -1)
+    assert mix_previous(logp, None, 2.0) is logp and mix_previous(logp, before, 0.0) is logp
+    assert torch.allclose(mix_previous(logp, before, -1.0), before)  # all the way back
+    assert torch.allclose(mix_previous(logp, before, 1.0), torch.log_softmax(2 * logp - before, -1))
+    ruled_out = logp.clone()
+    ruled_out[:, 0] = float("-inf")
+    mixed = mix_previous(ruled_out, before, 0.5)
+    assert torch.isinf(mixed[:, 0]).all() and torch.isfinite(mixed[:, 1:]).all()
+    # In the loop: weight -1 at step 1 draws from step 0's prediction; weight 0 everywhere is the plain sampler.
+    plain = Sampler.from_pretrained(denoiser, steps=4)
+    back = replace(plain, step_mixing=(0.0, -1.0, 0.0, 0.0))
+    trace = back(denoiser, 8, generator=torch.Generator().manual_seed(3), return_trace=True).trace
+    assert torch.allclose(trace.probs[1], trace.probs[0], atol=1e-6)
+    assert not torch.allclose(trace.probs[2], trace.probs[1], atol=1e-3)
+    a = plain(denoiser, 16, generator=torch.Generator().manual_seed(3))
+    b = replace(plain, step_mixing=(0.0,) * 4)(denoiser, 16, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.ids, b.ids)
+
+
 def test_the_spread_start_of_distillation_is_the_spread_order_itself(denoiser):
     # A weight too small for the Gumbel noise lets neighbouring tokens swap steps (the old start,
     # 16, moved a token across each step boundary with probability 1 / (1 + e^2) at K=4 of 32).
@@ -201,6 +224,34 @@ def test_a_guided_sampler_learns_a_guidance_scale_per_step(denoiser):
     for cfg, learn in ((SampleConfig(order="random", steps=4), True), (guided, False)):
         params = Parameters(cfg, Sampler.for_model(denoiser, cfg), True, 12, guidance=learn)
         assert len(params.initial) == 12 and params.coefficients(params.initial).guidance is None
+
+
+def test_learn_mixing_adds_a_mixing_weight_per_step_that_is_saved_and_used(denoiser, tmp_path):
+    from ddm.distill import Parameters
+    from ddm.sampling.learned import load_learned, sampler_key
+
+    guided = SampleConfig(order="random", steps=4, guidance_scale=1.5, mixing=0.25)
+    params = Parameters(guided, Sampler.for_model(denoiser, guided), True, 12, guidance=True, mixing=True)
+    assert len(params.initial) == 18
+    start = params.coefficients(params.initial)
+    assert start.mixing == pytest.approx([0.25] * 4) and start.guidance == pytest.approx([1.5] * 4)
+    c = params.coefficients(params.initial + torch.linspace(-0.3, 0.3, 18, dtype=torch.float64))
+    assert len(set(c.mixing)) == 4 and min(c.mixing) >= Parameters.MIXING[0]
+    back = params.coefficients(params.theta_of(c, [0, 0.25, 0.5, 0.75, 1]))
+    assert back.mixing == pytest.approx(c.mixing, rel=1e-6) and back.guidance == pytest.approx(c.guidance, rel=1e-6)
+    # Saved with the model and read back into the loop's per-step weights.
+    denoiser.pretrained_dir = tmp_path
+    sample = SampleConfig(order="random", steps=4)
+    save_learned(tmp_path, sample, denoiser, StepCoefficients([1.0] * 4, [0.0] * 4, mixing=[0.0, 0.5, 0.5, 1.0]), {})
+    loaded = Sampler.for_model(denoiser, replace(sample, learned=True))
+    assert loaded.step_mixing == (0.0, 0.5, 0.5, 1.0)
+    assert load_learned(denoiser, replace(sample, learned=True)).mixing == [0.0, 0.5, 0.5, 1.0]
+    # Files distilled before the mixing weight existed keep their key; a sampler with one is another sampler.
+    assert sampler_key(sample) == sampler_key(replace(sample, mixing=0.0)) != sampler_key(replace(sample, mixing=0.5))
+    with pytest.raises(ValueError, match="mixing weights for 4 steps"):
+        StepCoefficients([1.0] * 4, [0.0] * 4, mixing=[0.5] * 3)
+    with pytest.raises(ValueError, match="sampler.mixing"):
+        Sampler(mixing=-1.5)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,4 +1,5 @@
-"""Temperature, top-k and top-p on the predicted distribution, and float64 categorical draws."""
+"""Temperature, top-k and top-p on the predicted distribution, the mixing of a step's prediction
+with the step before's, and float64 categorical draws."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
         drop = before >= top_p  # the first token always stays (before = 0)
         logp = logp.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
     return torch.log_softmax(logp, dim=-1)
+
+
+def mix_previous(logits: Tensor, previous: Tensor | None, weight: float) -> Tensor:
+    """[..., V] log-probabilities log p + w (log p - log p_prev): how the prediction moved since the
+    step before (which saw fewer tokens), scaled. w > 0 pushes further along that move, as
+    classifier-free guidance does with the condition (here the context revealed since); -1 < w < 0
+    goes back part of the way toward the earlier prediction (w = -1: the earlier prediction).
+    The first step of a block has no earlier prediction and is left as it is, as is every token
+    that either prediction rules out (-inf)."""
+    if previous is None or weight == 0:
+        return logits
+    logp, before = torch.log_softmax(logits.double(), -1), torch.log_softmax(previous.double(), -1)
+    mixed = torch.where(torch.isfinite(before) & torch.isfinite(logp), logp + weight * (logp - before), logp)
+    return torch.log_softmax(mixed, -1)
 
 
 def draw_tokens(probs: Tensor, generator: torch.Generator, greedy: bool = False) -> Tensor:

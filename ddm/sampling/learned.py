@@ -10,7 +10,10 @@ A K-step sampler has, per step i:
   position score (in steps): how much the step prefers positions far from each other;
 * alphas (LSD+ only): the revealed fraction after each step, increasing from 0 to 1;
 * guidance (guided samplers): the classifier-free guidance scale of each step, in place of the
-  sampler's constant one (a step at 0 runs without the unconditional rows).
+  sampler's constant one (a step at 0 runs without the unconditional rows);
+* mixing (`ddm distill --mixing`): the weight w_i of the step's change of prediction since the
+  step before, log p + w_i (log p - log p_prev) (`filters.mix_previous`), in place of the
+  sampler's constant `mixing`.
 
 The coefficients live in a small JSON file inside the model folder,
 `samplers/steps{K}-{key}.json`, keyed by K and by a hash of the sampler parts they were
@@ -42,7 +45,7 @@ LEARNED_DIR = "samplers"
 _NOT_PARTS = ("steps", "num_samples", "batch_size", "seed", "learned", "quantize")  # quantize: the model, not the sampler
 # Parts added after learned files existed: part of the key only when set, so those files keep theirs.
 _LATER_PARTS = {"continuous_noise": 0.0, "cache_targets": False, "cache_refresh": 0, "skip_blocks": [],
-                "skip_refresh": 2, "guidance_schedule": "constant"}
+                "skip_refresh": 2, "guidance_schedule": "constant", "mixing": 0.0}
 
 
 @dataclass
@@ -52,6 +55,7 @@ class StepCoefficients:
     spread_weight: list[float] | None = None  # None: no position term
     alphas: list[float] | None = None  # LSD+: [K + 1], 0 ... 1
     guidance: list[float] | None = None  # per-step guidance scales; None: the sampler's own
+    mixing: list[float] | None = None  # per-step mixing weights; None: the sampler's own
 
     def __post_init__(self) -> None:
         k = len(self.temperature)
@@ -63,6 +67,9 @@ class StepCoefficients:
         if self.guidance is not None and (len(self.guidance) != k or any(w < 0 for w in self.guidance)):
             raise ValueError(f"learned sampler: {len(self.guidance)} guidance scales for {k} steps; "
                              "expected one per step, each >= 0")
+        if self.mixing is not None and (len(self.mixing) != k or any(w < -1 for w in self.mixing)):
+            raise ValueError(f"learned sampler: {len(self.mixing)} mixing weights for {k} steps; "
+                             "expected one per step, each >= -1")
         a = self.alphas
         if a is not None and (len(a) != k + 1 or a[0] != 0.0 or a[-1] != 1.0
                               or any(x >= y for x, y in zip(a, a[1:]))):
@@ -140,7 +147,8 @@ def save_learned(model_dir: str | os.PathLike, cfg: SampleConfig, model: torch.n
                                               "order_weight": coefficients.order_weight,
                                               "spread_weight": coefficients.spread_weight,
                                               "alphas": coefficients.alphas,
-                                              "guidance": coefficients.guidance},
+                                              "guidance": coefficients.guidance,
+                                              "mixing": coefficients.mixing},
                              "report": report})
     return path
 
@@ -186,7 +194,7 @@ def saved_coefficients(model_dir: str | os.PathLike, cfg: SampleConfig,
 def _coefficients(saved: dict) -> StepCoefficients:
     c = saved["coefficients"]
     return StepCoefficients(c["temperature"], c["order_weight"], c.get("spread_weight"), c.get("alphas"),
-                            c.get("guidance"))
+                            c.get("guidance"), c.get("mixing"))
 
 
 def check_learned(saved: dict, path: Path, model: torch.nn.Module, cfg: SampleConfig) -> None:

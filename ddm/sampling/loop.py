@@ -29,7 +29,7 @@ from ..model import Condition, Denoiser
 from ..schedules import LogLinearSchedule, Schedule, get_schedule
 from .constraints import LogitsProcessor, apply_processors
 from .denoise import Denoise
-from .filters import draw_tokens, filter_logits
+from .filters import draw_tokens, filter_logits, mix_previous
 from .guidance import GUIDANCE_SCHEDULES, ClassifierFreeGuidance, guidance_at
 from .orders import Order, top_k_positions
 from .posterior import Fixed, MeasurementGuidance, check_fixed
@@ -48,6 +48,7 @@ class Sampler:
     step_schedule: StepSchedule = field(default_factory=LinearSteps)
     remasking: Remasking = field(default_factory=Remasking)
     temperature: float = 1.0
+    mixing: float = 0.0  # each step's prediction moved along its change since the step before (filters.mix_previous)
     top_k: int = 0
     top_p: float = 1.0
     guidance_scale: float = 0.0
@@ -62,10 +63,12 @@ class Sampler:
     process: Schedule = field(default_factory=LogLinearSchedule)  # the training masking schedule
     step_temperatures: tuple[float, ...] = ()  # learned (ddm.distill): one temperature per step of a block
     step_guidance: tuple[float, ...] = ()  # learned: one guidance scale per step of a block (replaces the schedule)
+    step_mixing: tuple[float, ...] = ()  # learned: one mixing weight per step of a block
     continuous_noise: float = 0.0  # joint models: share of the vectors' noise redrawn per step (0: the ODE)
 
     def __post_init__(self) -> None:
         checks = [("steps", self.steps >= 1, ">= 1"), ("temperature", self.temperature >= 0, ">= 0"),
+                  ("mixing", self.mixing >= -1 and all(w >= -1 for w in self.step_mixing), ">= -1"),
                   ("top_k", self.top_k >= 0, ">= 0 (0: off)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
                   ("guidance_scale", self.guidance_scale >= 0, ">= 0"),
                   ("guidance_schedule", self.guidance_schedule in GUIDANCE_SCHEDULES,
@@ -91,7 +94,7 @@ class Sampler:
                    step_schedule=build_step_schedule(cfg.count_schedule, cfg.times, process),
                    remasking=build_remasking(cfg.remasking, cfg.remask_threshold, cfg.remask_drop,
                                              cfg.remask_eta, tuple(cfg.remask_window)),
-                   temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                   temperature=cfg.temperature, mixing=cfg.mixing, top_k=cfg.top_k, top_p=cfg.top_p,
                    guidance_scale=cfg.guidance_scale, guidance_schedule=cfg.guidance_schedule,
                    block_size=cfg.block_size, cache_prefix=cfg.cache_prefix,
                    reuse_predictions=cfg.reuse_predictions, continuous_noise=cfg.continuous_noise,
@@ -142,7 +145,8 @@ class Sampler:
         if coefficients.steps != self.steps:
             raise ValueError(f"learned sampler: made for {coefficients.steps} steps, the sampler has {self.steps}")
         parts = {"order": LearnedOrder(base_order, coefficients.order_weight, coefficients.spread_weight),
-                 "step_temperatures": tuple(coefficients.temperature)}
+                 "step_temperatures": tuple(coefficients.temperature),
+                 "step_mixing": tuple(coefficients.mixing or ())}
         if coefficients.guidance is not None:
             if not self.guidance_scale > 0:
                 raise ValueError("learned sampler: per-step guidance scales need a guided sampler "
@@ -206,6 +210,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
         active[lo:hi] = True
         free = (~state.fixed & active).sum(1)
         alphas = sampler.step_schedule.alphas(steps)
+        previous = None  # the block's last prediction, for step_mixing
         for i in range(steps):
             candidates = state.masked & active
             if not candidates.any():
@@ -221,6 +226,9 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
                 guidance_at(sampler.guidance_scale, sampler.guidance_schedule, i, steps)
             logits, continuous = denoise(state.ids, t, values, scale)
             logits = apply_processors(processors, logits, state.ids)
+            mixing = sampler.step_mixing[i] if sampler.step_mixing else sampler.mixing
+            if mixing or sampler.step_mixing:
+                logits, previous = mix_previous(logits, previous, mixing), logits
             remask = torch.zeros_like(candidates)
             if measurement is not None:
                 logits, weight = measurement(logits, state.ids, state.masked)
