@@ -93,7 +93,7 @@ def nearby(rng: random.Random, c: StepCoefficients) -> StepCoefficients:
             alphas = [0.0] + inner + [1.0]
     scales = None if c.guidance is None else [max(w + rng.gauss(0, 0.2), 0.0) for w in c.guidance]
     spread = None if c.spread_weight is None else list(c.spread_weight)
-    mixing = None if c.mixing is None else [max(w + rng.gauss(0, 0.1), -0.9) for w in c.mixing]
+    mixing = None if c.mixing is None else [max(w + rng.gauss(0, 0.1), Parameters.MIXING[0]) for w in c.mixing]
     return StepCoefficients(temperature, order, spread, alphas, scales, mixing)
 
 

@@ -210,7 +210,7 @@ def sample(model: Denoiser, num_samples: int | None = None, *, sampler: Sampler 
         active[lo:hi] = True
         free = (~state.fixed & active).sum(1)
         alphas = sampler.step_schedule.alphas(steps)
-        previous = None  # the block's last prediction, for step_mixing
+        previous = None  # the block's last prediction, for mixing
         for i in range(steps):
             candidates = state.masked & active
             if not candidates.any():
